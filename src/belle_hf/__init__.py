@@ -1,0 +1,15 @@
+"""belle-hf: BELLE's Chinese instruction-tuning work on the Hugging Face stack.
+
+The Python API is the product; the ``belle`` command and the YAML recipes are thin
+layers over it. Each sub-package is one stage of the pipeline:
+
+- :mod:`belle_hf.data`: BELLE corpora normalized to TRL's conversational ``messages`` format.
+- :mod:`belle_hf.train`: TRL ``SFTTrainer`` recipes (full, LoRA, QLoRA).
+- :mod:`belle_hf.eval`: GPT-4-as-judge evaluation on BELLE's eval set.
+- :mod:`belle_hf.hub`: Hub publishing, model/dataset cards and XOR-diff releases.
+- :mod:`belle_hf.quant`: GPTQ and GGUF export.
+- :mod:`belle_hf.chat`: streaming terminal chat and OpenAI-compatible serving.
+- :mod:`belle_hf.testing`: tiny offline model, tokenizer and sample data.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,178 @@
+"""Reading and writing record files one record at a time, with exact locations.
+
+``datasets`` loads files fast but cannot say on which line a record is malformed, and the
+command-line tools must (``file:line``). This module streams JSON Lines (BELLE's ``.json``
+files are JSON Lines), JSON arrays and parquet record by record, so memory stays flat on the
+multi-million corpora and every error names its place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator
+
+import orjson
+
+from belle_hf.errors import BelleError, DataFormatError
+from belle_hf.io import atomic_path
+
+RECORD_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+def _first_non_space_byte(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(4096):
+            stripped = chunk.lstrip()
+            if stripped.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte order mark
+                stripped = stripped[3:].lstrip()
+            if stripped:
+                return stripped[:1]
+    return b""
+
+
+def iter_records(
+    path: str | os.PathLike, on_invalid_json: Callable[[DataFormatError], None] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """Yield ``(location, record)`` for every record of a JSONL, JSON-array or parquet file.
+
+    ``location`` is ``file:line`` for JSON Lines (1-based), ``file[index]`` for JSON arrays
+    and parquet. A JSON Lines line that is not valid JSON raises :class:`DataFormatError` at
+    its line, or, when ``on_invalid_json`` is given, is passed to it and skipped. Blank lines
+    are skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BelleError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        yield from _iter_parquet(path)
+    elif _first_non_space_byte(path) == b"[":
+        yield from _iter_json_array(path)
+    else:
+        yield from _iter_json_lines(path, on_invalid_json)
+
+
+def _iter_json_lines(path: Path, on_invalid_json) -> Iterator[tuple[str, Any]]:
+    with open(path, "rb") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            location = f"{path}:{line_no}"
+            try:
+                yield location, orjson.loads(line)
+            except orjson.JSONDecodeError as error:
+                invalid = DataFormatError(f"invalid JSON ({error})", location=location)
+                if on_invalid_json is None:
+                    raise invalid from None
+                on_invalid_json(invalid)
+
+
+def _iter_json_array(path: Path) -> Iterator[tuple[str, Any]]:
+    # A JSON array has to be parsed whole; arrays are the small alpaca-style files.
+    try:
+        with open(path, "rb") as handle:
+            records = orjson.loads(handle.read())
+    except orjson.JSONDecodeError as error:
+        line = getattr(error, "lineno", None)
+        raise DataFormatError(f"invalid JSON ({error})", location=f"{path}:{line}" if line else str(path)) from None
+    for index, record in enumerate(records):
+        yield f"{path}[{index}]", record
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[str, Any]]:
+    import pyarrow.parquet as pq
+
+    index = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+        for record in batch.to_pylist():
+            yield f"{path}[{index}]", record
+            index += 1
+
+
+class RecordWriter:
+    """Write normalized records to ``.jsonl`` or ``.parquet``, atomically.
+
+    Use as a context manager; the output appears under its final name only when the block
+    exits without an error, so an aborted conversion leaves no partial file.
+    """
+
+    PARQUET_BATCH_ROWS = 20_000
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if self.path.suffix not in (".jsonl", ".json", ".parquet"):
+            raise BelleError(f"{self.path}: output must end in .jsonl or .parquet")
+        self.count = 0
+        self._atomic = atomic_path(self.path)
+        self._handle: IO[bytes] | None = None
+        self._parquet_writer = None
+        self._pending: list[dict] = []
+
+    def __enter__(self) -> "RecordWriter":
+        self._tmp = self._atomic.__enter__()
+        if self.path.suffix != ".parquet":
+            self._handle = open(self._tmp, "wb")
+        return self
+
+    def write(self, record: dict) -> None:
+        self.count += 1
+        if self._handle is not None:
+            self._handle.write(orjson.dumps(record) + b"\n")
+            return
+        self._pending.append(record)
+        if len(self._pending) >= self.PARQUET_BATCH_ROWS:
+            self._flush_parquet()
+
+    def write_all(self, records: Iterable[dict]) -> None:
+        for record in records:
+            self.write(record)
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._pending:
+            return
+        table = pa.Table.from_pylist(self._pending, schema=messages_arrow_schema(self._pending))
+        if self._parquet_writer is None:
+            self._parquet_writer = pq.ParquetWriter(self._tmp, table.schema)
+        self._parquet_writer.write_table(table.cast(self._parquet_writer.schema))
+        self._pending = []
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if self._handle is not None:
+                self._handle.close()
+            elif exc_type is None:
+                self._flush_parquet()
+                if self._parquet_writer is None:  # no rows: still write a valid, empty file
+                    import pyarrow.parquet as pq
+
+                    pq.write_table(messages_arrow_schema([]).empty_table(), self._tmp)
+            if self._parquet_writer is not None:
+                self._parquet_writer.close()
+        finally:
+            self._atomic.__exit__(exc_type, exc, tb)
+        return False
+
+
+def messages_arrow_schema(sample: list[dict]):
+    """Arrow schema of normalized records: ``messages`` plus string columns for the rest."""
+    import pyarrow as pa
+
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    fields = [pa.field("messages", pa.list_(message))]
+    extra = []
+    for record in sample:
+        extra += [key for key in record if key != "messages" and key not in extra]
+    for key in extra or ["id", "source"]:
+        fields.append(pa.field(key, pa.string()))
+    return pa.schema(fields)
+
+
+def dump_json(obj: Any) -> str:
+    """Pretty JSON with Chinese kept readable (reports, summaries)."""
+    return json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
