@@ -183,19 +183,24 @@ class ChatClient:
         requests: Sequence[Messages] | Iterable[Messages],
         on_result: Callable[[int, ChatResult], None] | None = None,
         progress: str | None = None,
+        overrides: Sequence[dict[str, Any]] | None = None,
     ) -> list[ChatResult]:
         """Complete every request with at most ``config.concurrency`` in flight.
 
         ``on_result(index, result)`` is called (from the calling thread) as each finishes,
         so callers can append outputs as they come and a killed run loses nothing answered.
-        Cached requests finish at once without a network call.
+        Cached requests finish at once without a network call. ``overrides``, when given, holds
+        one dict of body settings per request (e.g. its own ``seed``), as in :meth:`complete`.
         """
         requests = list(requests)
+        per_request = [dict(o) for o in overrides] if overrides is not None else [{} for _ in requests]
+        if len(per_request) != len(requests):
+            raise ValueError("overrides must have one entry per request")
         results: list[ChatResult | None] = [None] * len(requests)
         # Identical requests are sent once; every index that asked gets the answer.
         indices_by_key: dict[str, list[int]] = {}
         for index, messages in enumerate(requests):
-            key = request_key(self.config.model, self.request_body(messages))
+            key = request_key(self.config.model, self.request_body(messages, **per_request[index]))
             indices_by_key.setdefault(key, []).append(index)
         bar = None
         if progress:
@@ -203,7 +208,7 @@ class ChatClient:
 
             bar = tqdm(total=len(requests), desc=progress, unit="req")
         with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
-            futures = {pool.submit(self.complete, requests[indices[0]]): indices
+            futures = {pool.submit(self.complete, requests[indices[0]], **per_request[indices[0]]): indices
                        for indices in indices_by_key.values()}
             for future in as_completed(futures):
                 result = future.result()

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-Responder = Callable[[dict[str, Any]], str]
+Responder = Callable[[dict[str, Any]], "str | tuple[str, str]"]
+"""``request body -> reply text``, or ``(reply text, finish_reason)`` to answer with another
+finish reason than ``"stop"`` (e.g. ``"length"`` for a reply cut at ``max_tokens``)."""
 FaultPlan = Callable[[int, dict[str, Any]], "str | None"]
 """``(attempt number, request body) -> fault``: ``None`` answers normally, ``"429"``/``"500"``
 answer that status, ``"hang"`` sleeps ``hang_seconds`` first, ``"garbage"`` sends a 200 that is
@@ -158,19 +160,20 @@ def _make_handler(server: FakeOpenAIServer):
                 self.end_headers()
                 self.wfile.write(data)
                 return
-            text = server.responder(body)
+            reply = server.responder(body)
+            text, finish_reason = reply if isinstance(reply, tuple) else (reply, "stop")
             if body.get("stream"):
-                self._stream(body, text)
+                self._stream(body, text, finish_reason)
                 return
             self._send_json(200, {
                 "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", "fake"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop"}],
+                             "finish_reason": finish_reason}],
                 "usage": _usage(body, text),
             })
 
-        def _stream(self, body: dict[str, Any], text: str) -> None:
+        def _stream(self, body: dict[str, Any], text: str, finish_reason: str = "stop") -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
@@ -180,7 +183,7 @@ def _make_handler(server: FakeOpenAIServer):
             for char in text:
                 chunk = {**base, "choices": [{"index": 0, "delta": {"content": char}, "finish_reason": None}]}
                 self.wfile.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode("utf-8"))
-            final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]}
             self.wfile.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode("utf-8"))
             self.wfile.flush()
             self.close_connection = True
