@@ -67,5 +67,121 @@ def head(
         typer.echo(json.dumps(record, ensure_ascii=False))
 
 
+@data_app.command("clean")
+def clean(
+    src: Optional[Path] = typer.Argument(None, help="Record file in any BELLE schema (JSON Lines, JSON array or "
+                                         "parquet)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output .jsonl (or .parquet) of the kept "
+                                          "records (required)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the cleaning report (JSON) here."),
+    rules: Optional[str] = typer.Option(None, "--rules", help="Comma-separated rules to apply (default: all; "
+                                        "see --list-rules)."),
+    schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
+    list_rules: bool = typer.Option(False, "--list-rules", help="Print the rules and exit."),
+) -> None:
+    """Drop rows BELLE's cleaning rules reject (GPT mentions, English answers, empty/truncated, image/link tasks)."""
+    from belle_hf.data.clean import clean_file, describe_rules
+    from belle_hf.errors import BelleError
+
+    if list_rules:
+        for name, description in describe_rules().items():
+            typer.echo(f"{name:28} {description}")
+        return
+    if src is None or output is None:
+        raise BelleError("belle data clean needs SRC and -o OUT (or --list-rules)")
+    selected = None if rules is None else [name for name in rules.split(",") if name.strip()]
+    result = clean_file(src, output, rules=selected, schema=schema, report_path=report)
+    typer.echo(result.summary())
+
+
+@data_app.command("dedup")
+def dedup(
+    src: Path = typer.Argument(..., help="Record file in any BELLE schema."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .jsonl (or .parquet) without duplicates."),
+    threshold: float = typer.Option(0.8, "--threshold", help="Jaccard similarity above which rows are near duplicates."),
+    ngram: int = typer.Option(5, "--ngram", help="Character n-gram length for MinHash."),
+    num_perm: int = typer.Option(128, "--num-perm", help="MinHash permutations."),
+    exact_only: bool = typer.Option(False, "--exact-only", help="Remove exact duplicates only."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the dedup report (JSON) here."),
+    schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
+) -> None:
+    """Remove exact duplicates, then near duplicates (MinHash-LSH on character n-grams); keep the first."""
+    from belle_hf.data.dedup import DedupConfig, dedup_file
+
+    config = DedupConfig(threshold=threshold, ngram=ngram, num_perm=num_perm, near=not exact_only)
+    result = dedup_file(src, output, config=config, schema=schema, report_path=report)
+    typer.echo(result.summary())
+
+
+@data_app.command("stats")
+def stats(
+    src: str = typer.Argument(..., help="Record file in any BELLE schema, corpus name, Hub id or dataset folder."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer (model folder or Hub id) for "
+                                            "token-length percentiles."),
+    schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N rows."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Rows, turns (and turns per row), characters and token-length percentiles of a dataset."""
+    from belle_hf.data.files import dump_json
+    from belle_hf.data.stats import dataset_stats
+
+    result = dataset_stats(src, tokenizer=tokenizer, schema=schema, limit=limit)
+    if as_json:
+        typer.echo(dump_json(result.to_dict()), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"belle data stats: {src}")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for name, value in result.table_rows():
+        table.add_row(name, value)
+    Console().print(table)
+
+
+@data_app.command("card")
+def card(
+    corpus: str = typer.Argument(..., help="Registry corpus name (see `belle data corpora`), or 'all'."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for README.md (with 'all': one subfolder "
+                                "per corpus, e.g. datasets_scripts)."),
+    config_name: str = typer.Option("messages", "--config-name"),
+) -> None:
+    """Write the Hub dataset card (README.md with configs and dataset_info) of a BELLE corpus."""
+    from belle_hf.data.publish import write_card, write_dataset_scripts
+
+    written = write_dataset_scripts(output) if corpus == "all" else [write_card(corpus, output,
+                                                                                config_name=config_name)]
+    for path in written:
+        typer.echo(str(path))
+
+
+@data_app.command("publish")
+def publish(
+    src: str = typer.Argument(..., help="Record file in any BELLE schema, or a corpus name."),
+    repo_id: str = typer.Argument(..., help="Hub dataset repository (user/name), or a folder with --local."),
+    config_name: str = typer.Option("messages", "--config-name", help="Config (subset) name of the data."),
+    split: str = typer.Option("train", "--split"),
+    private: bool = typer.Option(False, "--private", help="Create the repository private."),
+    max_shard_size: str = typer.Option("300MB", "--max-shard-size", help="Largest parquet shard."),
+    local: bool = typer.Option(False, "--local", help="Write the repository layout to the folder REPO_ID instead "
+                               "of pushing."),
+    schema: Optional[str] = typer.Option(None, "--schema", help=SCHEMA_HELP),
+    license: Optional[str] = typer.Option(None, "--license", help="License id for the card (default: the "
+                                          "corpus's, gpl-3.0 for BELLE corpora)."),
+) -> None:
+    """Normalize SRC and publish it as a Hub-native dataset: parquet shards + dataset card."""
+    from belle_hf.data.publish import publish_local, publish_to_hub
+
+    if local:
+        result = publish_local(src, repo_id, config_name=config_name, split=split, max_shard_size=max_shard_size,
+                               schema=schema, license=license)
+    else:
+        result = publish_to_hub(src, repo_id, config_name=config_name, split=split, private=private,
+                                max_shard_size=max_shard_size, schema=schema, license=license)
+    typer.echo(result.summary())
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
