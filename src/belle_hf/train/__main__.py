@@ -1,0 +1,34 @@
+"""``python -m belle_hf.train RECIPE [key=value ...]``: train in this process.
+
+This is what each process of a multi-process run executes (``belle train --nproc N``,
+``torchrun``, ``accelerate launch``); the launcher provides the distributed environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from belle_hf.errors import BelleError
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m belle_hf.train RECIPE.yaml [key=value ...]")
+        return 0 if argv else 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from belle_hf.train.recipe import load_recipe
+    from belle_hf.train.trainer import train
+
+    try:
+        result = train(load_recipe(argv[0], argv[1:]))
+    except BelleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"trained model written to {result.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
