@@ -89,7 +89,11 @@ def judge_info(endpoint: EndpointConfig, prompts: JudgePrompts) -> dict[str, Any
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Means over the scored rows: overall, per class (normalized name), and BELLE's
-    ``score_wo_others`` (all classes but math and code); ``None`` where nothing was scored."""
+    ``score_wo_others`` (all classes but math and code); ``None`` where nothing was scored.
+
+    ``n_failed`` counts rows without a score: ``n_request_failed`` (no reply after retries)
+    plus ``n_unreadable`` (a reply without a readable score). Means are over rows (micro).
+    """
     scores_by_class: dict[str, list[float]] = {}
     n_by_class: dict[str, int] = {}
     for row in rows:
@@ -103,12 +107,15 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return sum(values) / len(values) if values else None
 
     scored = [s for values in scores_by_class.values() for s in values]
+    request_failed = sum(1 for row in rows if row.get("judge_error"))
     others = [s for c, values in scores_by_class.items() if c in OTHERS_CLASSES for s in values]
     without_others = [s for c, values in scores_by_class.items() if c not in OTHERS_CLASSES for s in values]
     return {
         "n": len(rows),
         "n_scored": len(scored),
         "n_failed": len(rows) - len(scored),
+        "n_request_failed": request_failed,
+        "n_unreadable": len(rows) - len(scored) - request_failed,
         "overall": mean(scored),
         "per_class": {c: mean(scores_by_class[c]) for c in sorted(scores_by_class)},
         "score_wo_others": mean(without_others),
