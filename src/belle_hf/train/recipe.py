@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,23 @@ SAMPLE_PREFIX = "sample:"
 """Data paths starting with ``sample:`` name the bundled sample files (``sample:belle-multiturn``)."""
 TINY_MODEL = "tiny"
 """``model: tiny`` builds the offline tiny Llama of :mod:`belle_hf.testing` into the output folder."""
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``)."""
+
+
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+|\.(?:inf|Inf|INF|nan|NaN|NAN)"
+               r"|[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF))$"),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str):
+    """Parse recipe YAML (safe loader, scientific notation as floats)."""
+    return yaml.load(text, Loader=_RecipeLoader)
 
 
 @dataclass
@@ -129,7 +147,7 @@ class Recipe:
         if not path.is_file():
             raise BelleError(f"{path}: recipe file not found")
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            values = read_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise BelleError(f"{path}: not valid YAML: {error}") from None
         if overrides:
@@ -237,7 +255,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise BelleError(f"override {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = read_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value

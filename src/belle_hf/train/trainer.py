@@ -255,7 +255,7 @@ def preview(recipe: Recipe, n: int) -> list[tuple[str, str]]:
 
 
 # ----------------------------------------------------------------------------------- trainer
-def build_trainer(recipe: Recipe, data: PreparedData | None = None):
+def build_trainer(recipe: Recipe, data: PreparedData | None = None, callbacks: list | None = None):
     """A ready ``SFTTrainer`` for ``recipe`` and the prepared data it trains on."""
     check_method_supported(recipe)
     data = data or prepare_data(recipe)
@@ -274,6 +274,7 @@ def build_trainer(recipe: Recipe, data: PreparedData | None = None):
         processing_class=data.tokenizer,
         peft_config=peft_config,
         quantization_config=quantization_config,
+        callbacks=callbacks,
     )
     # Without this, the model builds a KV cache in training forwards, transformers then skips the
     # packed-sequence mask derived from position_ids, and packed conversations attend to each other.
@@ -287,19 +288,19 @@ def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
 
-def train(recipe: Recipe) -> TrainResult:
+def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     """Train ``recipe`` and write its outputs; rerunning an interrupted run resumes from its last checkpoint.
 
     Outputs in ``recipe.output_dir``: the adapter (LoRA/QLoRA) or the full weights in safetensors,
     the tokenizer with its chat template, ``metrics.json``, ``recipe.yaml`` and a model card draft
-    ``README.md``.
+    ``README.md``. ``callbacks`` are ``transformers.TrainerCallback`` objects added to the trainer.
     """
     check_method_supported(recipe)
     output_dir = Path(recipe.output_dir)
     resume = last_checkpoint(output_dir)
     if resume:
         logger.info("resuming from %s", resume)
-    trainer, data = build_trainer(recipe)
+    trainer, data = build_trainer(recipe, callbacks=callbacks)
     logger.info("training on %d conversations%s", len(data.train_dataset),
                 f", evaluating on {len(data.eval_dataset)}" if data.eval_dataset is not None else "")
     train_output = trainer.train(resume_from_checkpoint=resume)

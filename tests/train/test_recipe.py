@@ -1,0 +1,125 @@
+"""Recipes: YAML round trip, command-line overrides, validation, and every shipped recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from belle_hf.errors import BelleError
+from belle_hf.train.recipe import DataSource, Recipe, apply_overrides, load_recipe
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+PAPER_RECIPES = sorted(p for p in RECIPES.rglob("*.yaml") if p.name != "quickstart.yaml")
+
+
+def test_yaml_round_trip(tmp_path):
+    recipe = Recipe(model="bigscience/bloomz-7b1-mt", data=[DataSource("train_2M_CN", weight=2.0, max_samples=200_000)],
+                    method="full", eval_split=0.01, training={"learning_rate": 8e-6, "packing": True})
+    path = tmp_path / "r.yaml"
+    path.write_text(recipe.to_yaml(), encoding="utf-8")
+    assert load_recipe(path) == recipe
+
+
+def test_overrides_are_dotted_and_yaml_typed(write_recipe):
+    path = write_recipe()
+    recipe = load_recipe(path, ["lora.r=16", "training.learning_rate=1e-4", "data.0.max_samples=10",
+                                "packing=true", "lora.target_modules=[q_proj, v_proj]", "method=full"])
+    assert recipe.lora.r == 16
+    assert recipe.training["learning_rate"] == pytest.approx(1e-4)
+    assert recipe.data[0].max_samples == 10
+    assert recipe.training["packing"] is True  # an SFTConfig field at top level goes under training
+    assert recipe.lora.target_modules == ["q_proj", "v_proj"]
+    assert recipe.method == "full"
+
+
+def test_override_can_extend_bare_data_paths():
+    values = apply_overrides({"model": "m", "data": ["train_2M_CN"]}, ["data.0.weight=3"])
+    assert values["data"] == [{"path": "train_2M_CN", "weight": 3}]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("nonsense=1", "neither a recipe field"),
+    ("method=adapter", "method must be one of"),
+    ("data.5.weight=1", "not an index"),
+    ("lora.rank=4", "unknown lora field"),
+    ("novalue", "expected key=value"),
+])
+def test_bad_overrides_name_the_problem(write_recipe, override, message):
+    with pytest.raises(BelleError, match=message):
+        load_recipe(write_recipe(), [override])
+
+
+def test_unknown_fields_and_missing_data_are_refused(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: m\ndata: [train_2M_CN]\nlearning_rate: 1\n", encoding="utf-8")
+    with pytest.raises(BelleError, match="unknown recipe field.*learning_rate"):
+        load_recipe(path)
+    path.write_text("model: m\n", encoding="utf-8")
+    with pytest.raises(BelleError, match="'data' is required"):
+        load_recipe(path)
+    recipe = Recipe(model="m", data=[DataSource("no_such_corpus_or_file.jsonl")])
+    with pytest.raises(BelleError, match="no_such_corpus_or_file"):
+        recipe.check_data_names()
+    recipe = Recipe(model="m", data=[DataSource("BelleGroup/train_9M_CN")])
+    with pytest.raises(BelleError, match="not a BELLE corpus"):
+        recipe.check_data_names()
+    recipe = Recipe(model="m", data=[DataSource("train_2M_CN")], training={"max_seq_length": 1024})
+    with pytest.raises(BelleError, match="max_seq_length"):
+        recipe.check_training_fields()
+
+
+def test_quickstart_recipe_is_valid():
+    recipe = load_recipe(RECIPES / "quickstart.yaml")
+    recipe.check_data_names()
+    recipe.check_training_fields()
+    assert recipe.model == "tiny" and recipe.method == "lora"
+
+
+def test_every_paper_recipe_is_shipped():
+    names = {p.stem for p in PAPER_RECIPES}
+    expected = {"bloomz-7b1-mt-0.2M", "bloomz-7b1-mt-0.6M", "bloomz-7b1-mt-1M", "bloomz-7b1-mt-2M",
+                "llama-7b-full-2M", "llama-7b-lora-0.6M", "llama-7b-lora-2M", "llama-7b-lora-4M",
+                "llama-13b-lora-2M", "llama-7b-full-2M-math-lora", "llama-7b-full-2M-math-full"}
+    assert expected <= names
+
+
+@pytest.mark.parametrize("path", PAPER_RECIPES, ids=lambda p: p.stem)
+def test_paper_recipe_validates_without_download(path):
+    recipe = load_recipe(path)
+    recipe.check_data_names()          # every BELLE corpus name resolves in the registry
+    recipe.check_training_fields()     # every training key is an SFTConfig field
+    header = path.read_text(encoding="utf-8").splitlines()[:6]
+    assert any("arXiv" in line for line in header), "the header cites the paper"
+    assert any("score" in line.lower() for line in header), "the header cites the score it reproduces"
+    assert recipe.training["max_length"] == 1024
+    assert recipe.training["lr_scheduler_type"] == "cosine"
+    deepspeed = recipe.training.get("deepspeed")
+    if deepspeed:
+        from belle_hf.train.trainer import resolve_deepspeed_config
+
+        assert json.loads(Path(resolve_deepspeed_config(deepspeed)).read_text())["zero_optimization"]["stage"] in (2, 3)
+
+
+@pytest.mark.parametrize("name, stage", [("zero2.json", 2), ("zero3_offload.json", 3)])
+def test_deepspeed_configs_parse_and_reach_sft_config(name, stage, write_recipe):
+    config = json.loads((RECIPES / "deepspeed" / name).read_text())
+    assert config["zero_optimization"]["stage"] == stage
+    if stage == 3:
+        assert config["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+        assert config["zero_optimization"]["offload_param"]["device"] == "cpu"
+    # "auto" values let the Trainer fill batch sizes and precision from SFTConfig.
+    assert config["train_micro_batch_size_per_gpu"] == "auto"
+    pytest.importorskip("deepspeed", reason="deepspeed is in the [gpu] extra")
+    from belle_hf.train.trainer import build_sft_config
+
+    recipe = load_recipe(write_recipe(), [f"training.deepspeed={name}"])
+    args = build_sft_config(recipe)
+    assert Path(args.deepspeed) == RECIPES / "deepspeed" / name
+
+
+def test_recipe_yaml_is_plain_yaml():
+    for path in [RECIPES / "quickstart.yaml", *PAPER_RECIPES]:
+        assert isinstance(yaml.safe_load(path.read_text(encoding="utf-8")), dict)
