@@ -1,0 +1,38 @@
+"""``belle serve``: an OpenAI-compatible server for a local model, through ``transformers serve``.
+
+transformers ships a maintained FastAPI/uvicorn server (``transformers.cli.serve.Serve``) with
+``/v1/chat/completions`` (streaming over SSE and not), ``/v1/models`` and ``/health``; it runs on
+CPU from a local folder, offline. It is reused as is; this module only prepares what it loads:
+a LoRA adapter merged into the weights and BELLE's chat template when the model has none
+(see :func:`belle_hf.chat.loading.prepare_model_folder`). Clients name the model by the id that
+``/v1/models`` lists (the folder path).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from belle_hf.chat.loading import prepare_model_folder
+from belle_hf.errors import BelleError
+
+
+def serve(
+    model: str | os.PathLike,
+    adapter: str | os.PathLike | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "auto",
+    log_level: str = "warning",
+) -> None:
+    """Serve ``model`` (with ``adapter`` merged) until interrupted."""
+    from transformers.utils.import_utils import is_serve_available
+
+    if not is_serve_available():
+        raise BelleError("belle serve needs FastAPI and uvicorn: pip install 'belle-hf[serve]'")
+    from transformers.cli.serve import Serve
+
+    with tempfile.TemporaryDirectory(prefix="belle-serve-") as work_dir:
+        folder = prepare_model_folder(model, adapter, work_dir)
+        print(f"serving {folder} on http://{host}:{port}/v1 (model id: {folder})", flush=True)
+        Serve(force_model=str(folder), host=host, port=port, device=device, log_level=log_level)
