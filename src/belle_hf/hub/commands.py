@@ -67,6 +67,125 @@ def xor_encode_legacy(
         typer.echo(f"encoded {file} -> {legacy_encode(file, key, output)}")
 
 
+def _card_options(base_model, datasets, license, license_name, license_link, eval_summary, description) -> dict:
+    return {"base_model": base_model, "datasets": datasets or None, "license": license, "license_name": license_name,
+            "license_link": license_link, "eval_summary": eval_summary, "description": description}
+
+
+BASE_HELP = "Hub id of the base model (card: base_model)."
+DATASETS_HELP = "Hub ids of the training datasets (repeatable; default BelleGroup/train_0.5M_CN)."
+LICENSE_HELP = "Hub license id; 'other' needs --license-name and --license-link (e.g. LLaMA-1)."
+EVAL_HELP = "Eval summary JSON from `belle eval judge --summary`, shown as eval results."
+
+
+@hub_app.command("push-model")
+def push_model(
+    folder: Path = typer.Argument(..., help="Model folder (save_pretrained output)."),
+    repo_id: str = typer.Argument(..., help="namespace/name on the Hub (HF_ENDPOINT)."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help=BASE_HELP),
+    datasets: Optional[List[str]] = typer.Option(None, "--dataset", help=DATASETS_HELP),
+    license: Optional[str] = typer.Option(None, "--license", help=LICENSE_HELP),
+    license_name: Optional[str] = typer.Option(None, "--license-name"),
+    license_link: Optional[str] = typer.Option(None, "--license-link"),
+    eval_summary: Optional[Path] = typer.Option(None, "--eval-summary", help=EVAL_HELP),
+    description: Optional[str] = typer.Option(None, "--description"),
+    merged: bool = typer.Option(False, "--merged", help="An adapter merged into its base (relation: merge)."),
+    private: bool = typer.Option(False, "--private"),
+    include_training_state: bool = typer.Option(False, "--include-training-state",
+                                                help="Also upload checkpoints, optimizer/scheduler/RNG states."),
+) -> None:
+    """Push a fine-tuned model folder with a generated, validated card."""
+    from belle_hf.hub.push import push_model as push
+
+    result = push(folder, repo_id, merged=merged, private=private, include_training_state=include_training_state,
+                  **_card_options(base_model, datasets, license, license_name, license_link, eval_summary, description))
+    typer.echo(result.summary())
+
+
+@hub_app.command("push-adapter")
+def push_adapter(
+    folder: Path = typer.Argument(..., help="peft adapter folder (adapter_config.json + weights)."),
+    repo_id: str = typer.Argument(..., help="namespace/name on the Hub (HF_ENDPOINT)."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help=BASE_HELP + " Default: from adapter_config.json."),
+    datasets: Optional[List[str]] = typer.Option(None, "--dataset", help=DATASETS_HELP),
+    license: Optional[str] = typer.Option(None, "--license", help=LICENSE_HELP),
+    license_name: Optional[str] = typer.Option(None, "--license-name"),
+    license_link: Optional[str] = typer.Option(None, "--license-link"),
+    eval_summary: Optional[Path] = typer.Option(None, "--eval-summary", help=EVAL_HELP),
+    description: Optional[str] = typer.Option(None, "--description"),
+    private: bool = typer.Option(False, "--private"),
+    include_training_state: bool = typer.Option(False, "--include-training-state"),
+) -> None:
+    """Push a LoRA adapter with a generated, validated card (relation: adapter)."""
+    from belle_hf.hub.push import push_adapter as push
+
+    result = push(folder, repo_id, private=private, include_training_state=include_training_state,
+                  **_card_options(base_model, datasets, license, license_name, license_link, eval_summary, description))
+    typer.echo(result.summary())
+
+
+@hub_app.command("push-quantized")
+def push_quantized(
+    folder: Path = typer.Argument(..., help="Quantized model folder (GPTQ/AWQ/bnb) or folder of GGUF files."),
+    repo_id: str = typer.Argument(..., help="namespace/name on the Hub (HF_ENDPOINT)."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help=BASE_HELP),
+    quantization: Optional[str] = typer.Option(None, "--quantization", help="e.g. 'GPTQ 4-bit' (default: detected)."),
+    datasets: Optional[List[str]] = typer.Option(None, "--dataset", help=DATASETS_HELP),
+    license: Optional[str] = typer.Option(None, "--license", help=LICENSE_HELP),
+    license_name: Optional[str] = typer.Option(None, "--license-name"),
+    license_link: Optional[str] = typer.Option(None, "--license-link"),
+    eval_summary: Optional[Path] = typer.Option(None, "--eval-summary", help=EVAL_HELP),
+    description: Optional[str] = typer.Option(None, "--description"),
+    private: bool = typer.Option(False, "--private"),
+) -> None:
+    """Push a quantized model with a generated, validated card (relation: quantized)."""
+    from belle_hf.hub.push import push_quantized as push
+
+    result = push(folder, repo_id, private=private, quantization=quantization,
+                  **_card_options(base_model, datasets, license, license_name, license_link, eval_summary, description))
+    typer.echo(result.summary())
+
+
+@hub_app.command("push-xor")
+def push_xor(
+    diff: Path = typer.Argument(..., help="Diff folder from `belle xor encode`."),
+    repo_id: str = typer.Argument(..., help="namespace/name on the Hub (HF_ENDPOINT)."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help="Hub id of the license-restricted base."),
+    datasets: Optional[List[str]] = typer.Option(None, "--dataset", help=DATASETS_HELP),
+    license: Optional[str] = typer.Option(None, "--license", help=LICENSE_HELP + " Default: other (llama-license)."),
+    license_name: Optional[str] = typer.Option(None, "--license-name"),
+    license_link: Optional[str] = typer.Option(None, "--license-link"),
+    eval_summary: Optional[Path] = typer.Option(None, "--eval-summary", help=EVAL_HELP),
+    description: Optional[str] = typer.Option(None, "--description"),
+    private: bool = typer.Option(False, "--private"),
+    gated: bool = typer.Option(True, "--gated/--not-gated", help="Require manual access approval."),
+) -> None:
+    """Push an XOR diff with decode instructions and gated access."""
+    from belle_hf.hub.push import push_xor as push
+
+    result = push(diff, repo_id, private=private, gated=gated,
+                  **_card_options(base_model, datasets, license, license_name, license_link, eval_summary, description))
+    typer.echo(result.summary())
+
+
+@hub_app.command("push-dataset")
+def push_dataset(
+    source: str = typer.Argument(..., help="Corpus name, file (any BELLE schema) or folder."),
+    repo_id: str = typer.Argument(..., help="namespace/name on the Hub (HF_ENDPOINT)."),
+    license: Optional[str] = typer.Option(None, "--license", help="Hub license id (default: the corpus's)."),
+    schema: Optional[str] = typer.Option(None, "--schema", help="Source schema (default: detected)."),
+    config_name: str = typer.Option("messages", "--config-name"),
+    split: str = typer.Option("train", "--split"),
+    private: bool = typer.Option(False, "--private"),
+) -> None:
+    """Normalize SOURCE to `messages` and push it as parquet with a validated dataset card."""
+    from belle_hf.hub.push import push_dataset as push
+
+    result = push(source, repo_id, private=private, license=license, schema=schema, config_name=config_name,
+                  split=split)
+    typer.echo(result.summary())
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(hub_app, name="hub")
     app.add_typer(xor_app, name="xor")

@@ -73,6 +73,7 @@ class Repo:
     repo_type: str
     repo_id: str
     private: bool = False
+    gated: str | bool = False
     commits: list[Commit] = field(default_factory=list)
 
     @property
@@ -194,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch("POST")
 
-    def do_PUT(self):
+    def do_PUT(self):  # noqa: N802 - http.server's naming
         self._dispatch("PUT")
 
     # ----------------------------------------------------------------- routing
@@ -258,6 +259,15 @@ class _Handler(BaseHTTPRequestHandler):
             form = parse_qs(body.decode())
             expand = form.get("expand", ["False"])[0].lower() in ("true", "1")
             return self._json(self._paths_info(commit, form.get("paths", []), expand))
+        if action == "settings" and method == "PUT":
+            settings = json.loads(body or b"{}")
+            if "gated" in settings:
+                if settings["gated"] not in (False, "auto", "manual"):
+                    raise HubError(400, f"invalid gated value {settings['gated']!r}")
+                repo.gated = settings["gated"]
+            if "private" in settings:
+                repo.private = bool(settings["private"])
+            return self._json({})
         if action == "refs" and method == "GET":
             return self._json({"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.head.oid}],
                                "converts": [], "tags": []})
@@ -312,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
         modified = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(commit.date))
         return {"_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
                 "author": repo.repo_id.split("/")[0], "sha": commit.oid, "private": repo.private,
-                "gated": card.get("extra_gated_prompt") and "manual" or False, "disabled": False,
+                "gated": repo.gated, "disabled": False,
                 "downloads": 0, "likes": 0, "tags": tags, "cardData": card or None, "siblings": siblings,
                 "lastModified": modified, "createdAt": modified, "library_name": card.get("library_name"),
                 "pipeline_tag": card.get("pipeline_tag")}
