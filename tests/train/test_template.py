@@ -1,0 +1,140 @@
+"""The loss mask covers exactly every assistant reply + eos, whatever the template's header ends with."""
+
+from __future__ import annotations
+
+import pytest
+
+from belle_hf.errors import BelleError
+from belle_hf.templates import BELLE_CHAT_TEMPLATE
+from belle_hf.train.template import decode_example, resolve_chat_template, tokenize_conversation
+
+CONVERSATION = [
+    {"role": "system", "content": "你是一个乐于助人的助手。"},
+    {"role": "user", "content": "你好，请介绍一下北京。"},
+    {"role": "assistant", "content": "北京是中国的首都，历史悠久。"},
+    {"role": "user", "content": "计算 36 加 25 等于多少？"},
+    {"role": "assistant", "content": "36 加 25 等于 61。"},
+    {"role": "user", "content": "Say hello in English."},
+    {"role": "assistant", "content": "Hello! 你好！"},
+]
+
+
+def belle_like_template(header: str) -> str:
+    """BELLE's template with another assistant header (BELLE's v1 prompts ended in ``"Assistant: "``)."""
+    return (
+        "{%- for message in messages -%}"
+        "{%- if message['role'] == 'system' -%}{{ message['content'] + '\\n\\n' }}"
+        "{%- elif message['role'] == 'user' -%}{{ 'Human: ' + message['content'] + '\\n\\n' }}"
+        "{%- elif message['role'] == 'assistant' -%}"
+        "{{ '" + header + "' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
+        "{%- endif -%}{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '" + header + "' }}{%- endif -%}"
+    )
+
+
+TEMPLATES = {
+    "belle": BELLE_CHAT_TEMPLATE,                     # header "Assistant: \n"
+    "space": belle_like_template("Assistant: "),      # header ends in a space
+    "newline": belle_like_template("Assistant:\\n"),  # header ends in a newline
+    "nothing": belle_like_template("Assistant:"),
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _runs(tokenizer, encoded) -> list[str]:
+    runs, current = [], []
+    for token, bit in zip(encoded["input_ids"], encoded["assistant_masks"]):
+        if bit:
+            current.append(token)
+        elif current:
+            runs.append(tokenizer.decode(current))
+            current = []
+    if current:
+        runs.append(tokenizer.decode(current))
+    return runs
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_mask_is_exactly_each_reply_and_eos(tokenizer, name):
+    template = TEMPLATES[name]
+    encoded = tokenize_conversation(tokenizer, CONVERSATION, template)
+    assert len(encoded["input_ids"]) == len(encoded["assistant_masks"])
+    replies = [m["content"] + tokenizer.eos_token for m in CONVERSATION if m["role"] == "assistant"]
+    assert _runs(tokenizer, encoded) == replies
+    # Every turn ends with a trained eos token.
+    eos_positions = [i for i, t in enumerate(encoded["input_ids"]) if t == tokenizer.eos_token_id]
+    assert len(eos_positions) == 3 and all(encoded["assistant_masks"][i] == 1 for i in eos_positions)
+    # The whole text is still there, in order.
+    rendered = tokenizer.apply_chat_template(CONVERSATION, chat_template=template, tokenize=False)
+    assert tokenizer.decode(encoded["input_ids"]) == rendered
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_prompt_tokens_match_inference(tokenizer, name):
+    """Before each reply, the tokens are exactly those of the prompt tokenized alone with
+    add_generation_prompt=True, i.e. what the model sees when it answers at inference.
+
+    With a header ending in a space, a history re-tokenized in one string merges that space into
+    the earlier replies (the very straddling this avoids), so there only the first turn compares.
+    """
+    template = TEMPLATES[name]
+    encoded = tokenize_conversation(tokenizer, CONVERSATION, template)
+    mask = encoded["assistant_masks"]
+    starts = [i for i in range(len(mask)) if mask[i] == 1 and (i == 0 or mask[i - 1] == 0)]
+    turns = [i for i, m in enumerate(CONVERSATION) if m["role"] == "assistant"]
+    if name == "space":
+        starts, turns = starts[:1], turns[:1]
+    for start, turn in zip(starts, turns, strict=True):
+        prompt = tokenizer.apply_chat_template(CONVERSATION[:turn], chat_template=template, tokenize=False,
+                                               add_generation_prompt=True)
+        assert encoded["input_ids"][:start] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def test_whole_string_masking_shifts_at_a_trailing_space(tokenizer):
+    """The bug this module avoids: with a header ending in a space, tokenizing the conversation in
+    one go (transformers' return_assistant_tokens_mask) trains a token holding the header's space."""
+    template = TEMPLATES["space"]
+    whole = tokenizer.apply_chat_template(CONVERSATION, chat_template=template, tokenize=True, return_dict=True,
+                                          return_assistant_tokens_mask=True)
+    naive_runs = _runs(tokenizer, {"input_ids": whole["input_ids"], "assistant_masks": whole["assistant_masks"]})
+    replies = [m["content"] + tokenizer.eos_token for m in CONVERSATION if m["role"] == "assistant"]
+    assert naive_runs != replies
+    assert any(run.startswith(" ") for run in naive_runs)
+    exact = tokenize_conversation(tokenizer, CONVERSATION, template)
+    assert _runs(tokenizer, exact) == replies
+
+
+def test_resolve_chat_template(tokenizer):
+    from transformers import AutoTokenizer
+
+    assert resolve_chat_template(tokenizer, "belle") == BELLE_CHAT_TEMPLATE
+    assert resolve_chat_template(tokenizer, "auto") == tokenizer.chat_template  # the model's own
+    bare = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    bare.chat_template = None
+    assert resolve_chat_template(bare, "auto") == BELLE_CHAT_TEMPLATE
+    with pytest.raises(BelleError, match="no chat template"):
+        resolve_chat_template(bare, "model")
+    bare.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    with pytest.raises(BelleError, match="generation"):
+        resolve_chat_template(bare, "model")
+    with pytest.raises(BelleError, match="not auto, belle, model"):
+        resolve_chat_template(bare, "missing.jinja")
+
+
+def test_template_file(tmp_path, tokenizer):
+    path = tmp_path / "chat.jinja"
+    path.write_text(TEMPLATES["space"], encoding="utf-8")
+    assert resolve_chat_template(tokenizer, str(path)) == TEMPLATES["space"]
+
+
+def test_decode_example_shows_only_trained_tokens(tokenizer):
+    encoded = tokenize_conversation(tokenizer, CONVERSATION[1:3], BELLE_CHAT_TEMPLATE)
+    full, trained = decode_example(tokenizer, encoded["input_ids"], encoded["assistant_masks"])
+    assert full == "Human: \n你好，请介绍一下北京。\n\nAssistant: \n北京是中国的首都，历史悠久。</s>"
+    assert trained == "北京是中国的首都，历史悠久。</s>"
