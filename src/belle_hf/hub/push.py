@@ -195,10 +195,12 @@ def push_xor(diff_dir: str | os.PathLike, repo_id: str, *, private: bool = False
 
     manifest = read_manifest(diff_dir)
     files = [entry["path"] for entry in manifest["files"]]
-    card_options.setdefault("license", "other")
+    if card_options.get("license") is None:  # the base's license governs the decoded weights
+        card_options["license"] = "other"
     if card_options["license"] == "other":
-        card_options.setdefault("license_name", "llama-license")
-        card_options.setdefault("license_link", "https://github.com/facebookresearch/llama/blob/main/LICENSE")
+        card_options["license_name"] = card_options.get("license_name") or "llama-license"
+        card_options["license_link"] = (card_options.get("license_link")
+                                        or "https://github.com/facebookresearch/llama/blob/main/LICENSE")
     card = build_model_card(_card_config(repo_id, "xor", **card_options), xor_files=files)
     result = push_folder(diff_dir, repo_id, card, private=private, token=token)
     if gated:

@@ -19,14 +19,18 @@ keeps repos in memory and is meant for small test models, not for production.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import os
 import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -480,6 +484,59 @@ class HubServer:
         """The files at the head of ``repo_id`` (path -> bytes)."""
         repo = self.state.repos[(repo_type, repo_id)]
         return {path: stored.data for path, stored in repo.head.files.items()}
+
+
+@contextlib.contextmanager
+def clients_pointed_at(url: str, cache_dir: str | os.PathLike) -> Iterator[None]:
+    """Point ``huggingface_hub``, ``transformers`` and ``datasets``, already imported in this
+    process, at ``url`` with caches under ``cache_dir``; restore everything on exit.
+
+    These libraries read ``HF_ENDPOINT`` once, at import, into module globals; a test process
+    has usually imported them before a server exists, so the environment alone is not enough.
+    A fresh process only needs ``HF_ENDPOINT=url HF_HUB_DISABLE_XET=1``.
+    """
+    import datasets.config
+    import huggingface_hub.constants as hub_constants
+    import huggingface_hub.hf_api as hf_api
+    from huggingface_hub import HfFileSystem
+
+    cache_dir = Path(cache_dir)
+    patches = [
+        (hub_constants, "ENDPOINT", url),
+        (hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"),
+        (hub_constants, "HF_HUB_DISABLE_XET", True),
+        (hub_constants, "HF_HUB_OFFLINE", False),
+        (hub_constants, "HF_HUB_CACHE", str(cache_dir / "hub")),
+        (hf_api.api, "endpoint", url),
+        (datasets.config, "HF_ENDPOINT", url),
+        (datasets.config, "HUB_DATASETS_URL", url + "/datasets/{repo_id}/resolve/{revision}/{path}"),
+        (datasets.config, "HF_HUB_OFFLINE", False),
+        (datasets.config, "HF_DATASETS_OFFLINE", False),
+        (datasets.config, "HF_DATASETS_CACHE", cache_dir / "datasets"),
+    ]
+    env = {"HF_ENDPOINT": url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_CACHE": str(cache_dir / "hub"),
+           "HF_DATASETS_CACHE": str(cache_dir / "datasets")}
+    saved_attrs = [(module, name, getattr(module, name)) for module, name, _ in patches if hasattr(module, name)]
+    saved_env = {key: os.environ.get(key) for key in [*env, "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+                                                       "TRANSFORMERS_OFFLINE"]}
+    try:
+        for module, name, value in patches:
+            if hasattr(module, name):
+                setattr(module, name, value)
+        for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ.pop(key, None)  # offline mode blocks loopback too
+        os.environ.update(env)
+        HfFileSystem.clear_instance_cache()
+        yield
+    finally:
+        for module, name, value in saved_attrs:
+            setattr(module, name, value)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        HfFileSystem.clear_instance_cache()
 
 
 def main(argv: list[str] | None = None) -> int:
