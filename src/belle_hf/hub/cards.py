@@ -236,7 +236,7 @@ def _check_repo_ids(value: Any, field_name: str, problems: list[str]) -> None:
 
 
 def validate_card(card, require_license_details: bool = True) -> None:
-    """Check a ModelCard or DatasetCard offline, as the Hub would; :class:`BelleError` lists every problem.
+    """Check a ModelCard or DatasetCard (or a card's text) offline, as the Hub would; :class:`BelleError` lists every problem.
 
     Checks: the YAML header parses to a mapping; the license is one of the Hub's identifiers
     (``other`` needs ``license_name`` and ``license_link``); ``widget`` is a list of examples
