@@ -26,6 +26,7 @@ Schemas:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping as _MappingABC
 from typing import Any, Callable, Mapping
 
 from belle_hf.errors import DataFormatError
@@ -49,9 +50,16 @@ SPEAKER_ROLES = {
 # A turn marker is "Human:" or "Assistant:" (half- or full-width colon) at the start of a line.
 # Anywhere else the words and colons are content and survive untouched.
 _TURN_MARKER = re.compile(r"^(Human|Assistant)[:：]", re.MULTILINE)
+_LINE_START_TURN_MARKER = re.compile(r"\n(H(?:uman)|A(?:ssistant))[:：]")
 
 Record = Mapping[str, Any]
 Normalized = dict[str, Any]
+
+
+def _is_mapping(value: Any) -> bool:
+    # ``isinstance(x, typing.Mapping)`` goes through ABC machinery on every call; JSON objects
+    # are plain dicts, so test that first (this is on the hot path of every conversion).
+    return type(value) is dict or isinstance(value, _MappingABC)
 
 
 def _text_field(record: Record, field: str, *, required: bool = True) -> str:
@@ -107,17 +115,16 @@ def split_belle_turns(text: str) -> list[tuple[str, str]]:
     Only markers at the start of a line split turns; the text before the first marker must
     be blank. Content is stripped of the whitespace around it.
     """
-    matches = list(_TURN_MARKER.finditer(text))
-    if not matches:
+    # ``split`` with the marker's group gives [before, marker, content, marker, content, ...] in
+    # one C-level pass. Searching for "\n" + marker in "\n" + text is the same as a MULTILINE
+    # "^" + marker, and about twice as fast (this is the hot path of multiturn_chat_0.8M).
+    parts = _LINE_START_TURN_MARKER.split("\n" + text)
+    if len(parts) == 1:
         raise DataFormatError("no 'Human:' turn marker at the start of a line", field="instruction")
-    if text[: matches[0].start()].strip():
+    if parts[0].strip():
         raise DataFormatError("text before the first 'Human:' marker", field="instruction")
-    turns = []
-    for index, match in enumerate(matches):
-        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        role = "user" if match.group(1) == "Human" else "assistant"
-        turns.append((role, text[match.end() : end].strip()))
-    return turns
+    return [("user" if parts[index] == "Human" else "assistant", parts[index + 1].strip())
+            for index in range(1, len(parts), 2)]
 
 
 def normalize_belle_multiturn(record: Record) -> Normalized:
@@ -141,16 +148,18 @@ def normalize_conversations(record: Record) -> Normalized:
         raise DataFormatError("expected a non-empty list", field="conversations")
     messages = []
     for index, turn in enumerate(turns):
-        field = f"conversations[{index}]"
-        if not isinstance(turn, Mapping):
-            raise DataFormatError("expected an object with 'from' and 'value'", field=field)
+        # Field names are only formatted on the error paths: this loop runs for every turn.
+        if not _is_mapping(turn):
+            raise DataFormatError("expected an object with 'from' and 'value'", field=f"conversations[{index}]")
         speaker = turn.get("from")
-        role = SPEAKER_ROLES.get(str(speaker).lower()) if speaker is not None else None
+        role = SPEAKER_ROLES.get(speaker) if type(speaker) is str else None
+        if role is None and speaker is not None:
+            role = SPEAKER_ROLES.get(str(speaker).lower())
         if role is None:
-            raise DataFormatError(f"unknown speaker {speaker!r}", field=f"{field}.from")
+            raise DataFormatError(f"unknown speaker {speaker!r}", field=f"conversations[{index}].from")
         value = turn.get("value")
         if not isinstance(value, str):
-            raise DataFormatError("expected a string", field=f"{field}.value")
+            raise DataFormatError("expected a string", field=f"conversations[{index}].value")
         messages.append({"role": role, "content": value})
     _check_alternation(messages, field="conversations")
     return {"messages": messages, **_provenance(record)}
@@ -163,15 +172,15 @@ def normalize_messages(record: Record) -> Normalized:
         raise DataFormatError("expected a non-empty list", field="messages")
     clean = []
     for index, message in enumerate(messages):
-        field = f"messages[{index}]"
-        if not isinstance(message, Mapping):
-            raise DataFormatError("expected an object with 'role' and 'content'", field=field)
+        # Field names are only formatted on the error paths: this loop runs for every message.
+        if not _is_mapping(message):
+            raise DataFormatError("expected an object with 'role' and 'content'", field=f"messages[{index}]")
         role = message.get("role")
         if role not in ROLES:
-            raise DataFormatError(f"unknown role {role!r}", field=f"{field}.role")
+            raise DataFormatError(f"unknown role {role!r}", field=f"messages[{index}].role")
         content = message.get("content")
         if not isinstance(content, str):
-            raise DataFormatError("expected a string", field=f"{field}.content")
+            raise DataFormatError("expected a string", field=f"messages[{index}].content")
         clean.append({"role": role, "content": content})
     return {"messages": clean, **_provenance(record)}
 
@@ -230,13 +239,13 @@ def get_normalizer(schema: str) -> Callable[[Record], Normalized]:
 
 def normalize_auto(record: Record) -> Normalized:
     """Detect the schema of ``record`` and normalize it."""
-    if not isinstance(record, Mapping):
+    if not _is_mapping(record):
         raise DataFormatError(f"expected a JSON object, got {type(record).__name__}")
     return NORMALIZERS[detect_schema(record)](record)
 
 
 def normalize(record: Record, schema: str = "auto") -> Normalized:
     """Normalize one record of the named schema (or ``auto``) to ``{"messages", "id", "source"}``."""
-    if not isinstance(record, Mapping):
+    if not _is_mapping(record):
         raise DataFormatError(f"expected a JSON object, got {type(record).__name__}")
     return get_normalizer(schema)(record)
