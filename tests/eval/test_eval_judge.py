@@ -121,12 +121,12 @@ def test_faults_are_retried_failures_null_counted_and_retried_on_rerun(run_belle
 
 
 def test_killed_run_resumes_without_resending_answered_requests(prompts_file, tmp_path):
-    n = 60
+    n = 40
     rows = [{**EVAL_SET[i % len(EVAL_SET)], "answer": f"SCORE=0.{i % 10} 第{i}个回答"} for i in range(n)]
     answers = write_jsonl(tmp_path / "answers.jsonl", rows)
     out = tmp_path / "out"
     env = {**os.environ, "BELLE_JUDGE_TEST_KEY": SECRET}
-    with FakeOpenAIServer(responder=judge_responder, latency=0.1) as server:
+    with FakeOpenAIServer(responder=judge_responder, latency=0.05) as server:
         command = [sys.executable, "-m", "belle_hf.cli",
                    *judge_args(answers, prompts_file, server, out, "--api-key-env", "BELLE_JUDGE_TEST_KEY",
                                "--concurrency", "2")]

@@ -74,6 +74,7 @@ def generate(
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight (--base-url)."),
+    max_retries: int = typer.Option(5, "--max-retries", min=0, help="Retries on 429/5xx/timeouts (--base-url)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Answer only the first N questions."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
     belle_format: bool = typer.Option(False, "--belle-format", help="Prompt with BELLE's 'Human: ... Assistant: ' "
@@ -86,7 +87,7 @@ def generate(
                                   device=device, belle_format=belle_format, limit=limit)
     endpoint = None
     if base_url:
-        endpoint = _endpoint(base_url, model, api_key, api_key_env, concurrency, 5, 600.0, max_new_tokens,
+        endpoint = _endpoint(base_url, model, api_key, api_key_env, concurrency, max_retries, 600.0, max_new_tokens,
                              temperature=temperature)
     report = generate_answers(eval_set, output, model=model, adapter=adapter, endpoint=endpoint, settings=settings)
     typer.echo(report)
