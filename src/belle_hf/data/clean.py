@@ -17,7 +17,8 @@ post-processing (BELLE's ``data/1.5M/README.md`` and ``1.5M/generate_instruction
 Every rule takes the ``messages`` of one normalized record and returns ``True`` to drop it.
 Rules run in the order of :data:`RULES`; a dropped record is counted under the first rule
 that fired. Records that are not valid JSON or do not fit their schema are dropped and counted
-as ``malformed``.
+as ``malformed`` (an empty instruction or answer, which the schema already rejects, counts as
+``empty_message``).
 
 >>> from belle_hf.data.clean import clean_file
 >>> report = clean_file("Belle_open_source_0.5M.json", "clean.jsonl", report_path="clean_report.json")
@@ -276,7 +277,9 @@ def clean_file(
 
     def on_bad_record(error: DataFormatError) -> None:
         report.rows_in += 1
-        report.drop(MALFORMED, str(error))
+        # The normalizers reject an empty instruction or answer; that is what empty_message drops.
+        empty = error.reason == "empty" and "empty_message" in selected
+        report.drop("empty_message" if empty else MALFORMED, str(error))
 
     with RecordWriter(output) as writer:
         for location, record in iter_normalized(source, schema=schema, on_bad_record=on_bad_record):

@@ -260,8 +260,17 @@ def corpus_for(source: str | os.PathLike, license: str | None = None, rows: int 
 
 def _normalized_dataset(source: str | os.PathLike, schema: str | None):
     from belle_hf.data.loading import load
+    from belle_hf.data.stream import iter_normalized
+    from belle_hf.errors import DataFormatError
 
-    dataset = load(source, schema=schema)
+    try:
+        dataset = load(source, schema=schema)
+    except DataFormatError as error:
+        if error.location is None and Path(source).is_file():
+            # ``datasets`` cannot say which line was bad; one streaming pass finds and names it.
+            for _ in iter_normalized(source, schema=schema or "auto"):
+                pass
+        raise
     return dataset.cast(messages_features())
 
 
