@@ -243,3 +243,13 @@ def test_belle_seed_tasks_and_prompt_end_to_end(run_belle, tmp_path, shared_data
     rows = rows_of(out)
     assert len(rows) == 10 and not {r["instruction"] for r in rows} & set(seeds)
     assert report_of(out)["last_run"]["counts"]["exact_duplicate"] >= 1
+
+
+def test_two_runs_cannot_append_to_one_output(run_belle, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "gen.jsonl"
+    with FakeOpenAIServer(responder=responder) as server, open(out, "ab") as other_run:
+        fcntl.flock(other_run.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, _, err = run_belle(*cli(server, out, 5))
+        assert code == 1 and "being written by another" in err
+        assert server.completion_requests() == []

@@ -158,21 +158,29 @@ class _Run:
             raise BelleError(f"--num-prompt-tasks {config.num_prompt_tasks} is more than the "
                              f"{len(self.tasks)} seed tasks in {config.seed_tasks}")
         self.template = load_prompt_template(config.prompt)
+        self.rows: list[dict[str, Any]] = []
+        self.kept_at_start = 0
+        self.next_request = self.first_request = 0
+        self.already_kept: set[tuple[Any, str]] = set()
+        self.counts: Counter[str] = Counter()
+        self.requests_processed = 0
+        self.misses_in_a_row = 0
+        self.started = time.time()
+
+    def resume(self) -> None:
+        """Read the rows and report of earlier runs, rebuild the dedup index from seeds + rows,
+        open the endpoint client and its cache (called with the output locked)."""
+        config = self.config
+        self.client = ChatClient(self.endpoint, cache_dir=config.resolved_cache_dir)
+        self.previous_runs = _previous_runs(config.report_path)
         self.rows = read_kept_rows(config.output)
         self.kept_at_start = len(self.rows)
         self.index = make_index(config.dedup, [t.instruction for t in self.tasks] + [r["instruction"] for r in self.rows],
                                 expected_size=len(self.tasks) + max(config.target, len(self.rows)))
         # Resume at the last request that gave a kept row: it may have been cut at the target.
         requests_seen = [r["request"] for r in self.rows if isinstance(r.get("request"), int)]
-        self.next_request = max(requests_seen, default=0)
-        self.first_request = self.next_request
+        self.next_request = self.first_request = max(requests_seen, default=0)
         self.already_kept = {(r.get("request"), r["instruction"]) for r in self.rows}
-        self.counts: Counter[str] = Counter()
-        self.requests_processed = 0
-        self.misses_in_a_row = 0
-        self.started = time.time()
-        self.client = ChatClient(endpoint, cache_dir=config.resolved_cache_dir)
-        self.previous_runs = _previous_runs(config.report_path)
 
     @property
     def kept_total(self) -> int:
@@ -311,38 +319,50 @@ def _previous_runs(path: Path) -> list[dict[str, Any]]:
         return []
 
 
+def _lock(handle, path: Path) -> None:
+    """Hold an exclusive lock on the output: two runs appending to one file would interleave."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise BelleError(f"{path} is being written by another 'belle data generate'; wait for it to finish") from None
+
+
 def generate(config: GenerateConfig, endpoint: EndpointConfig) -> GenerateResult:
     """Generate until ``config.output`` holds ``config.target`` rows; see the module docstring."""
-    run = _Run(config, endpoint)
-    write = run.write_report
-
-    if run.kept_total >= config.target:
-        report = write("already complete")
-        return GenerateResult(config.output, config.report_path, run.kept_total, 0, report)
-    bar = None
-    if config.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.target, initial=run.kept_total, desc="self-instruct", unit="row")
+    run = _Run(config, endpoint)  # seeds and prompt are checked before the output is touched
     config.output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(config.output, "ab") as out:
+    bar = None
+    with open(config.output, "ab") as out:
+        _lock(out, config.output)
+        run.resume()
+        if run.kept_total >= config.target:
+            report = run.write_report("already complete")
+            return GenerateResult(config.output, config.report_path, run.kept_total, 0, report)
+        if config.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=config.target, initial=run.kept_total, desc="self-instruct", unit="row")
+        try:
             while run.kept_total < config.target:
                 results = run.run_round(out, bar)
                 if results and all(not r.ok for r in results):
-                    write("endpoint failed")
+                    run.write_report("endpoint failed")
                     raise BelleError(f"every request of the last round failed ({results[0].error}); "
                                      f"{run.kept_total} rows are kept in {config.output}: rerun the same "
                                      "command to continue")
                 if run.misses_in_a_row >= config.patience:
-                    write("gave up")
+                    run.write_report("gave up")
                     raise BelleError(f"the last {run.misses_in_a_row} replies added no new instruction; "
                                      f"stopped with {run.kept_total} of {config.target} rows in {config.output} "
                                      f"(see {config.report_path})")
-                write("running")
-    finally:
-        if bar is not None:
-            bar.close()
-    report = write("complete")
+                run.write_report("running")
+        finally:
+            if bar is not None:
+                bar.close()
+    report = run.write_report("complete")
     return GenerateResult(config.output, config.report_path, run.kept_total, run.kept_total - run.kept_at_start,
                           report)

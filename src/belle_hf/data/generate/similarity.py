@@ -86,24 +86,39 @@ class MinHashIndex:
     name = "minhash-lsh"
 
     def __init__(self, texts: list[str] | None = None, lsh_threshold: float = 0.3, num_perm: int = 64):
-        from datasketch import MinHashLSH
+        from datasketch import MinHash, MinHashLSH
 
         self.num_perm = num_perm
+        # Every MinHash would otherwise draw its own (identical) permutations: most of the cost.
+        template = MinHash(num_perm=num_perm)
+        self._permutations, self._scheme = template.permutations, template.scheme
         self._lsh = MinHashLSH(threshold=lsh_threshold, num_perm=num_perm)
         self._texts: list[str] = []
         self._normalized: list[str] = []
-        for text in texts or []:
-            self.add(text)
+        texts = list(texts or [])
+        if texts:  # the seeds and kept rows of a resumed run: hashed in bulk
+            normalized = [normalize_for_similarity(text) for text in texts]
+            minhashes = MinHash.bulk([self._shingles(n) for n in normalized], num_perm=num_perm,
+                                     permutations=self._permutations, scheme=self._scheme)
+            with self._lsh.insertion_session() as session:
+                for key, minhash in enumerate(minhashes):
+                    session.insert(key, minhash, check_duplication=False)
+            self._texts, self._normalized = texts, normalized
 
     def __len__(self) -> int:
         return len(self._texts)
 
+    @staticmethod
+    def _shingles(normalized: str) -> list[bytes]:
+        """Character bigrams (the text itself when shorter)."""
+        grams = {normalized[i:i + 2] for i in range(max(1, len(normalized) - 1))} or {""}
+        return [gram.encode("utf-8") for gram in grams]
+
     def _minhash(self, normalized: str):
         from datasketch import MinHash
 
-        shingles = {normalized[i:i + 2] for i in range(max(1, len(normalized) - 1))} or {""}
-        minhash = MinHash(num_perm=self.num_perm)
-        minhash.update_batch([shingle.encode("utf-8") for shingle in shingles])
+        minhash = MinHash(num_perm=self.num_perm, permutations=self._permutations, scheme=self._scheme)
+        minhash.update_batch(self._shingles(normalized))
         return minhash
 
     def add(self, text: str) -> None:
