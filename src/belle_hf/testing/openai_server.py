@@ -111,6 +111,10 @@ def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
 def _make_handler(server: FakeOpenAIServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes; with Nagle's algorithm on, the body waits
+        # for the client's delayed ACK (~40 ms per request on loopback), which would swamp the
+        # latency a test or benchmark asks for.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args) -> None:  # keep test output clean
             pass
