@@ -188,6 +188,9 @@ def test_minhash_dedup_keeps_the_same_rows(run_belle, tmp_path):
     rouge_rows, minhash_rows = rows_of(tmp_path / "rouge.jsonl"), rows_of(tmp_path / "minhash.jsonl")
     assert [r["instruction"] for r in rouge_rows] == [r["instruction"] for r in minhash_rows]
     assert report_of(tmp_path / "minhash.jsonl")["dedup"]["method"] == "minhash-lsh"
+    # No candidate from the LSH is recorded as "" (never null, which would break JSON loading).
+    assert all(isinstance(r["most_similar_instruction"], str) for r in minhash_rows)
+    assert "" in {r["most_similar_instruction"] for r in minhash_rows}
 
 
 def test_failing_endpoint_stops_with_a_clear_error_and_keeps_rows(run_belle, tmp_path):

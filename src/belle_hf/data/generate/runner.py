@@ -236,7 +236,9 @@ class _Run:
                 continue
             row = {"instruction": cleaned.instruction, "input": cleaned.input, "output": cleaned.output,
                    "model": self.endpoint.model, "prompt_hash": fingerprint,
-                   "most_similar_instruction": match.text, "similarity": round(match.score, 4),
+                   # "" rather than null when MinHash found no candidate: a column that mixes
+                   # nulls and strings breaks ``datasets``' JSON type inference across chunks.
+                   "most_similar_instruction": match.text or "", "similarity": round(match.score, 4),
                    "request": request}
             out.write(orjson.dumps(row) + b"\n")
             out.flush()
