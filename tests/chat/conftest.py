@@ -22,7 +22,7 @@ def tiny_adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
 
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    config = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
+    config = LoraConfig(r=4, lora_alpha=2, target_modules=["v_proj"],
                         init_lora_weights=False, task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, config)
     out = tmp_path_factory.mktemp("tiny-adapter")
