@@ -233,6 +233,7 @@ def test_bad_arguments_are_user_errors(run_belle, tmp_path):
         assert server.completion_requests() == []
 
 
+@pytest.mark.shared
 def test_belle_seed_tasks_and_prompt_end_to_end(run_belle, tmp_path, shared_data):
     out = tmp_path / "gen.jsonl"
     seed_dir = shared_data / "belle_seed"

@@ -81,6 +81,7 @@ def test_bad_seed_file_names_the_line(tmp_path):
         load_seed_tasks(tmp_path / "missing.jsonl")
 
 
+@pytest.mark.shared
 def test_belle_seed_tasks_and_prompt(shared_data):
     seed_dir = shared_data / "belle_seed"
     tasks = load_seed_tasks(seed_dir / "zh_seed_tasks.json")
