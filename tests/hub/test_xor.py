@@ -234,3 +234,20 @@ def test_legacy_name_must_carry_the_checksum(tmp_path, run_belle):
     bad.write_bytes(b"x" * 64)
     code, out, err = run_belle("xor", "decode-legacy", bad, "--key", bad, "-o", tmp_path / "out")
     assert code == 1 and "NAME.<sha256 hex>.enc" in err
+
+
+def test_secrets_and_training_state_are_not_encoded(tiny_model_dir, finetuned_dir, tmp_path):
+    from belle_hf.hub.xor import decode, encode
+
+    target = tmp_path / "target"
+    shutil.copytree(finetuned_dir, target)
+    (target / ".env").write_text("HF_TOKEN=not-for-publishing\n")
+    (target / "optimizer.pt").write_bytes(b"optimizer state")
+    (target / "checkpoint-3").mkdir()
+    (target / "checkpoint-3" / "model.safetensors").write_bytes(b"x")
+    report = encode(tiny_model_dir, target, tmp_path / "diff")
+    assert sorted(report.skipped_files) == [".env", "checkpoint-3/model.safetensors", "optimizer.pt"]
+    published = b"".join(p.read_bytes() for p in (tmp_path / "diff").rglob("*") if p.is_file())
+    assert b"not-for-publishing" not in published and b"optimizer state" not in published
+    decode(tiny_model_dir, tmp_path / "diff", tmp_path / "out")
+    assert _files(tmp_path / "out") == _files(finetuned_dir)

@@ -130,13 +130,18 @@ class _Buffers(threading.local):
         self.key = np.empty(CHUNK_BYTES, dtype=np.uint8)
 
 
-def _target_files(target: Path) -> list[Path]:
-    files = []
-    for path in sorted(target.rglob("*")):
-        rel = path.relative_to(target)
-        if path.is_file() and not (set(rel.parts) & SKIPPED_PARTS):
-            files.append(path)
-    return files
+def _target_files(target: Path, report: XorReport) -> list[Path]:
+    """The files of ``target`` to encode: everything but secrets, caches and training state
+    (the same exclusions as an upload, so a diff never carries a ``.env`` or optimizer state)."""
+    from belle_hf.hub.push import files_to_upload, ignore_patterns
+
+    every = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    every = [rel for rel in every if not (set(rel.split("/")) & SKIPPED_PARTS)]
+    kept = set(files_to_upload(target, ignore_patterns()))
+    report.skipped_files = [rel for rel in every if rel not in kept]
+    for rel in report.skipped_files:
+        logger.warning("not encoded (secret, cache or training state): %s", rel)
+    return [target / rel for rel in every if rel in kept]
 
 
 def _derive_key(base: BaseWeights, source: dict, buffer: np.ndarray) -> bytes:
@@ -175,15 +180,15 @@ def encode(base: str | os.PathLike, target: str | os.PathLike, out_dir: str | os
         raise BelleError(f"target model folder not found: {target}")
     if out_dir.resolve() == target.resolve() or out_dir.resolve() == Path(base).resolve():
         raise BelleError("the diff folder must differ from the base and target folders")
-    files = _target_files(target)
-    weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES and p.name != "training_args.bin"]
+    report = XorReport()
+    files = _target_files(target, report)
+    weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
     if weights:
         raise BelleError(f"{weights[0]}: non-safetensors weights would be published in plaintext; "
                          "save the model with safetensors (save_pretrained(..., safe_serialization=True))")
     if not any(p.suffix == ".safetensors" for p in files):
         raise BelleError(f"{target}: no *.safetensors weights to encode")
     base_weights = BaseWeights(base)
-    report = XorReport()
     buffers = _Buffers()
     try:
         names = base_weights.names()
@@ -335,6 +340,8 @@ def decode(base: str | os.PathLike, diff_dir: str | os.PathLike, out_dir: str | 
     already complete.
     """
     diff_dir, out_dir = Path(diff_dir), Path(out_dir)
+    if out_dir.resolve() in (diff_dir.resolve(), Path(base).resolve()):
+        raise BelleError("the output folder must differ from the base and diff folders")
     manifest = read_manifest(diff_dir)
     workers = workers or default_workers()
     base_weights = BaseWeights(base)
@@ -433,12 +440,12 @@ def _decode_segment(segment: dict, base: BaseWeights, stream_key: bytes, label: 
             if n > x:
                 np.bitwise_xor(chunk[x:], _keystream(stream_key, label, position + x - xor_length, n - x),
                                out=chunk[x:])
+            digest.update(chunk)
         else:
-            key.read_into(position, chunk)
-        digest.update(chunk)
+            key.read_into(position, chunk)  # equal to the base: already verified by _verify_base
         _write_full(out_fd, chunk, segment["offset"] + position)
         position += n
-    return digest.hexdigest()
+    return digest.hexdigest() if segment["stored"] else segment["base_sha256"]
 
 
 def _segment_sha_in_file(segment: dict, fd: int, buffers: _Buffers) -> str:
