@@ -1,13 +1,16 @@
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from belle_hf.data import CORPORA, convert_file
-from belle_hf.data.publish import DATASETS_SCRIPTS, dataset_card, publish_local
+from belle_hf.data.publish import dataset_card, publish_local
 from belle_hf.errors import DataFormatError
 from belle_hf.testing.sample_data import sample_data_path
+
+DATASETS_SCRIPTS = Path(__file__).resolve().parents[2] / "datasets_scripts"
 
 
 def front_matter(text):
