@@ -324,8 +324,7 @@ def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str,
 
     output_dir = Path(recipe.output_dir)
     staging = output_dir / ".final.tmp"
-    trainer.save_model(str(staging))
-    data.tokenizer.save_pretrained(str(staging)) if trainer.is_world_process_zero() else None
+    trainer.save_model(str(staging))  # weights (or adapter) and the tokenizer with its chat template
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():
         return
