@@ -90,7 +90,7 @@ class Recipe:
     """The training corpora, with optional mixing weights."""
     method: str = "lora"
     """``full`` fine-tuning, ``lora``, or ``qlora`` (4-bit base through bitsandbytes; needs a GPU)."""
-    output_dir: str = "outputs/belle-sft"
+    output_dir: str = "runs/belle-sft"
     template: str = "auto"
     """``auto`` (the model's own chat template, else BELLE's), ``belle``, ``model``, or a path to a
     ``.jinja`` file."""
