@@ -28,6 +28,7 @@ def test_each_filter_rejects_its_case(item, reason):
     Item("用Python写一个函数，返回列表中的最大值", "", "def largest(values):\n    return max(values)"),
     Item("概括下面这段英文的大意", "The quick brown fox jumps over the lazy dog.", "A fox jumps over a dog."),
     Item("举例说明什么是比喻，并给出示例" + "很" * 110, "", "比喻是……"),  # no input: no upper limit
+    Item("使用FEN表示法设计一个国际象棋谜题", "", "rnbqkbnr/pp1ppppp/8/2p5/4P3/5N2/PPPP1PPP/RNBQKB1R b KQkq - 1 2"),
 ])
 def test_good_items_pass(item):
     assert apply_filters(item)[1] is None

@@ -1,8 +1,10 @@
+import re
+
+import pytest
+
 from belle_hf.data.generate import Item, encode_prompt, load_prompt_template, load_seed_tasks, parse_reply, prompt_hash
 from belle_hf.data.generate.seeds import DEFAULT_SEED_TASKS, SeedTask
 from belle_hf.errors import BelleError, DataFormatError
-
-import pytest
 
 REPLY = (" 列举三种常见的水果\n4. 输入:\n<无输入>\n4. 输出:\n苹果、香蕉、橙子\n"
          "###\n5. 指令： 把下面的句子改写成被动句\n5. 输入：\n小明打碎了杯子。\n5. 输出：\n杯子被小明打碎了。\n"
@@ -91,3 +93,14 @@ def test_belle_seed_tasks_and_prompt(shared_data):
     prompt = encode_prompt(template, tasks[:3])
     assert prompt.endswith("###\n4. 指令:") and prompt.count("###\n") == 4
     assert tasks[0].instruction in prompt
+
+
+@pytest.mark.shared
+def test_every_belle_seed_task_survives_a_round_trip_through_the_layout(shared_data):
+    tasks = load_seed_tasks(shared_data / "belle_seed" / "zh_seed_tasks.json")
+    # All 175 tasks as one numbered reply, the way a model would continue the list.
+    reply = encode_prompt("T", tasks)[len("T\n"):].rsplit("###", 1)[0]
+    parsed = parse_reply(reply, "stop", num_prompt_tasks=0)
+    assert parsed.unparseable == 0
+    assert [(i.instruction, i.input, i.output) for i in parsed.items] == [
+        (re.sub(r"\s+", " ", t.instruction).strip().rstrip(":："), t.input.strip(), t.output.strip()) for t in tasks]

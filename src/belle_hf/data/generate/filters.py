@@ -54,6 +54,7 @@ ENGLISH_OK_WORDS = ("翻译", "英文", "英语", "英译", "english", "代码",
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_VOWEL = re.compile(r"[aeiouyAEIOUY]")
 _LEADING_PUNCTUATION = re.compile(r"^[\s,，.。、;；:：!！?？]+")
 
 
@@ -65,8 +66,13 @@ def chinese_ratio(text: str) -> float:
 
 
 def is_english(text: str) -> bool:
-    """No Chinese at all and at least three English words."""
-    return not _CJK.search(text) and len(_LATIN_WORD.findall(text)) >= 3
+    """English prose: no Chinese, at least three words, and words (not symbols, numbers or
+    vowel-less strings such as chess notation) make up half of the text."""
+    if _CJK.search(text):
+        return False
+    words = [word for word in _LATIN_WORD.findall(text) if _VOWEL.search(word)]
+    visible = sum(not char.isspace() for char in text)
+    return len(words) >= 3 and sum(map(len, words)) >= 0.5 * visible
 
 
 def strip_gpt_phrases(instruction: str) -> str:
