@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import struct
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 
 from belle_hf.errors import BelleError
 from belle_hf.hub.xor.sources import BaseWeights, KeyBytes, read_full, read_safetensors_layout
-from belle_hf.io import atomic_path, atomic_write, atomic_write_text
+from belle_hf.io import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -353,12 +354,19 @@ def decode(base: str | os.PathLike, diff_dir: str | os.PathLike, out_dir: str | 
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             stream_key = _derive_key(base_weights, dict(manifest["keystream"]["source"]), buffers.key)
             _verify_base(manifest, base_weights, pool, buffers)
-            for entry in manifest["files"]:
-                if entry["kind"] == "safetensors":
-                    _decode_shard(entry, base_weights, stream_key, diff_dir, out_dir, pool, buffers, report)
-                else:
-                    _decode_plain(entry, base_weights, diff_dir, out_dir, report)
-                report.files += 1
+            finisher = _Finisher()
+            try:
+                for entry in manifest["files"]:
+                    if entry["kind"] == "safetensors":
+                        _decode_shard(entry, base_weights, stream_key, diff_dir, out_dir, pool, buffers, report,
+                                      finisher)
+                    else:
+                        _decode_plain(entry, base_weights, diff_dir, out_dir, report)
+                    report.files += 1
+            except BaseException:
+                finisher.close()
+                raise
+            finisher.wait()
     finally:
         base_weights.close()
     return report
@@ -473,8 +481,40 @@ def _already_complete(entry: dict, path: Path, pool, buffers: _Buffers) -> bool:
         os.close(fd)
 
 
+class _Finisher:
+    """Flushes finished output files to disk (fsync) and renames them into place in a background
+    thread, so that one shard's flush overlaps the next shard's decoding; on failure, removes
+    every temporary file that was not renamed."""
+
+    def __init__(self):
+        self._thread = concurrent.futures.ThreadPoolExecutor(1)
+        self._pending: list[tuple[concurrent.futures.Future, Path]] = []
+
+    def submit(self, fd: int, tmp: Path, path: Path) -> None:
+        def finish() -> None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+
+        self._pending.append((self._thread.submit(finish), tmp))
+
+    def wait(self) -> None:
+        try:
+            for future, _ in self._pending:
+                future.result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        for _, tmp in self._pending:
+            tmp.unlink(missing_ok=True)
+
+
 def _decode_shard(entry: dict, base: BaseWeights, stream_key: bytes, diff_dir: Path, out_dir: Path, pool,
-                  buffers: _Buffers, report: XorReport) -> None:
+                  buffers: _Buffers, report: XorReport, finisher: _Finisher) -> None:
     out_path = out_dir / entry["path"]
     report.tensors += sum(not s["tensor"].startswith("<gap@") for s in entry["segments"])
     report.weight_bytes += entry["size"]
@@ -486,32 +526,33 @@ def _decode_shard(entry: dict, base: BaseWeights, stream_key: bytes, diff_dir: P
         header = os.pread(diff_fd, entry["header_size"], 0)
         if hashlib.sha256(header).hexdigest() != entry["header_sha256"]:
             raise BelleError(f"{diff_dir / entry['diff']}: corrupt header (checksum mismatch)")
-        with atomic_path(out_path) as tmp:
-            out_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.ftruncate(out_fd, entry["size"])
-                _write_full(out_fd, header, 0)
-                futures = [
-                    pool.submit(_decode_segment, segment, base, stream_key, _label(entry["path"], segment["tensor"]),
-                                diff_fd, out_fd, buffers)
-                    for segment in entry["segments"]
-                ]
-                try:
-                    for segment, future in zip(entry["segments"], futures):
-                        if future.result() != segment["sha256"]:
-                            raise BelleError(f"{entry['path']}: decoded tensor {segment['tensor']} does not match its "
-                                             f"SHA-256 (corrupt diff file {entry['diff']}?)")
-                        report.stored_tensors += segment["stored"]
-                        report.equal_tensors += not segment["stored"]
-                        report.keystream_bytes += segment["length"] - segment["xor_length"]
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    concurrent.futures.wait(futures)
-                    raise
-                os.fsync(out_fd)
-            finally:
-                os.close(out_fd)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+        tmp = Path(tmp_name)
+        futures: list[concurrent.futures.Future] = []
+        try:
+            os.ftruncate(out_fd, entry["size"])
+            _write_full(out_fd, header, 0)
+            futures = [
+                pool.submit(_decode_segment, segment, base, stream_key, _label(entry["path"], segment["tensor"]),
+                            diff_fd, out_fd, buffers)
+                for segment in entry["segments"]
+            ]
+            for segment, future in zip(entry["segments"], futures):
+                if future.result() != segment["sha256"]:
+                    raise BelleError(f"{entry['path']}: decoded tensor {segment['tensor']} does not match its "
+                                     f"SHA-256 (corrupt diff file {entry['diff']}?)")
+                report.stored_tensors += segment["stored"]
+                report.equal_tensors += not segment["stored"]
+                report.keystream_bytes += segment["length"] - segment["xor_length"]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            concurrent.futures.wait(futures)
+            os.close(out_fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        finisher.submit(out_fd, tmp, out_path)  # fsync + rename, overlapping the next shard
     finally:
         os.close(diff_fd)
 
