@@ -152,6 +152,9 @@ def test_rerun_with_larger_n_continues_after_a_torn_line(run_belle, tmp_path):
     report = report_of(out)
     assert [run["kept_new"] for run in report["runs"]] == [12, 18, 0]
     assert report["runs"][1]["usage"]["cache_hits"] >= 1
+    assert report["usage_all_runs"]["requests_sent"] == len(sent_seeds)
+    assert report["usage_all_runs"]["estimated_cost_usd"] == pytest.approx(
+        sum(run["usage"]["estimated_cost_usd"] for run in report["runs"]))
     # The same command from scratch gives the same rows: the output depends on the replies only.
     fresh = tmp_path / "fresh.jsonl"
     with FakeOpenAIServer(responder=responder) as server:

@@ -303,6 +303,7 @@ class _Run:
             "filters": list(FILTER_NAMES),
             "endpoint": self.endpoint.public_dict(),
             "last_run": this_run,
+            "usage_all_runs": _total_usage(self.previous_runs + [this_run]),
             "runs": self.previous_runs + [this_run],
         }
 
@@ -310,6 +311,17 @@ class _Run:
         report = self.report(status)
         atomic_write_text(self.config.report_path, dump_json(report))
         return report
+
+
+def _total_usage(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests, tokens and cost summed over runs (cost ``None`` if any run's is unknown)."""
+    usages = [run.get("usage") or {} for run in runs]
+    total: dict[str, Any] = {key: sum(int(u.get(key) or 0) for u in usages)
+                             for key in ("requests_sent", "cache_hits", "failures", "prompt_tokens",
+                                         "completion_tokens", "total_tokens")}
+    costs = [u.get("estimated_cost_usd") for u in usages]
+    total["estimated_cost_usd"] = None if any(c is None for c in costs) else sum(costs)
+    return total
 
 
 def _previous_runs(path: Path) -> list[dict[str, Any]]:
