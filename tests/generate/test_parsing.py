@@ -43,6 +43,8 @@ def test_reply_that_repeats_the_marker_and_forgets_separators():
 def test_instruction_ending_in_a_number_is_kept_whole():
     parsed = parse_reply(" 计算1+2+3\n4. 输入:\n<无输入>\n4. 输出:\n6", "stop", 3)
     assert parsed.items == [Item("计算1+2+3", "", "6")]
+    parsed = parse_reply(" 写出圆周率的前两位\n4. 输入:\n<无输入>\n4. 输出:\n3.\n5.\n", "stop", 3)
+    assert parsed.items == [Item("写出圆周率的前两位", "", "3.")]
 
 
 def test_garbage_is_counted_not_raised():

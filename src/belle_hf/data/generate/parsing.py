@@ -20,6 +20,8 @@ _OUTPUT = re.compile(rf"输出\s*{COLON}")
 _NUMBERED_INSTRUCTION = re.compile(rf"\n\s*\d+\s*[.．、]\s*指令\s*{COLON}")
 # The next field's number left after whitespace at the end of a field ("...\n5." before "5. 输入:").
 _TRAILING_NUMBER = re.compile(r"(?:^|\s)\s*\d+\s*[.．、]\s*$")
+# The same at the end of an output, only on a line of its own ("...\n11." before "###").
+_TRAILING_NUMBER_LINE = re.compile(r"\n\s*\d+\s*[.．、]\s*$")
 
 
 @dataclass
@@ -61,7 +63,7 @@ def parse_item(piece: str) -> Item | None:
     if "无输入" in input_text:
         input_text = ""
     output = piece[output_marker.end():].strip()
-    output = _TRAILING_NUMBER.sub("", output).strip()
+    output = _TRAILING_NUMBER_LINE.sub("", output).strip()
     return Item(instruction=_clean_field(piece[instruction.end():input_marker.start()]),
                 input=input_text, output=output)
 
