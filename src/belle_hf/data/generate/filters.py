@@ -5,6 +5,8 @@ Applied in order to every parsed item; the first that rejects it names the reaso
 ``blacklist``
     BELLE's keyword blacklist over the whole item: tasks about images, charts, files, links,
     audio or video (a text model cannot do them) and mentions of OpenAI / ChatGPT / GPT-3/4.
+    Matched case-insensitively (BELLE's ``chatgpt`` missed ``ChatGPT``). Kept as crude as
+    BELLE's: it would also drop 7 of BELLE's own 175 seed tasks (code using HTTP, "文件").
 ``gpt_reference``
     BELLE first strips phrases such as ``要求GPT模型能够`` / ``请GPT`` from the instruction; an
     item whose instruction or input still mentions GPT, or whose output speaks as an AI
