@@ -143,8 +143,10 @@ def test_torch_bin_base(tiny_model_dir, finetuned_dir, tmp_path):
     assert _files(tmp_path / "out") == _files(finetuned_dir)
 
 
-def test_meta_consolidated_base(tiny_model_dir, finetuned_dir, tmp_path, run_belle):
-    """Meta's consolidated.00.pth names (tok_embeddings, layers.N.attention.wq ...) pair with HF names."""
+@pytest.mark.parametrize("shards", [1, 2])
+def test_meta_consolidated_base(tiny_model_dir, finetuned_dir, tmp_path, run_belle, shards):
+    """Meta's consolidated.0N.pth names (tok_embeddings, layers.N.attention.wq ...) pair with HF
+    names; model-parallel shards (matrices split, norms replicated) are read in file order."""
     import torch
     from safetensors.torch import load_file
 
@@ -156,12 +158,15 @@ def test_meta_consolidated_base(tiny_model_dir, finetuned_dir, tmp_path, run_bel
     assert "layers.0.attention.wq.weight" in meta_state and "tok_embeddings.weight" in meta_state
     base = tmp_path / "llama-7b"
     base.mkdir()
-    torch.save(meta_state, base / "consolidated.00.pth")
+    for index in range(shards):
+        part = {k: (v.chunk(shards)[index].clone() if v.dim() == 2 else v) for k, v in meta_state.items()}
+        torch.save(part, base / f"consolidated.{index:02d}.pth")
     (base / "params.json").write_text("{}")
     assert run_belle("xor", "encode", "--base", base, "--target", finetuned_dir, "-o", tmp_path / "diff")[0] == 0
     segments = [s for e in read_manifest(tmp_path / "diff")["files"] for s in e.get("segments", [])]
     assert {s["base"] for s in segments} >= {"tok_embeddings.weight", "layers.1.feed_forward.w2.weight"}
-    assert run_belle("xor", "decode", "--base", base / "consolidated.00.pth", "--diff", tmp_path / "diff",
+    decode_base = base / "consolidated.00.pth" if shards == 1 else base
+    assert run_belle("xor", "decode", "--base", decode_base, "--diff", tmp_path / "diff",
                      "-o", tmp_path / "out")[0] == 0
     assert _files(tmp_path / "out") == _files(finetuned_dir)
 

@@ -85,6 +85,14 @@ def scan_for_secrets(folder: Path, paths: list[str]) -> None:
                              "(remove the file or the token)")
 
 
+def _warn_about_xet() -> None:
+    from huggingface_hub import constants
+
+    if "huggingface.co" not in constants.ENDPOINT and not constants.HF_HUB_DISABLE_XET:
+        logger.warning("HF_ENDPOINT is %s: set HF_HUB_DISABLE_XET=1, hf_xet uploads only work with the "
+                       "Hugging Face Hub's own storage", constants.ENDPOINT)
+
+
 def push_folder(folder: str | os.PathLike, repo_id: str, card=None, *, repo_type: str = "model",
                 private: bool = False, token: str | None = None, include_training_state: bool = False,
                 exclude: list[str] | None = None, commit_message: str = "Upload with belle-hf") -> PushResult:
@@ -102,6 +110,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, card=None, *, repo_type
     if not paths:
         raise BelleError(f"{folder}: nothing to upload")
     scan_for_secrets(folder, paths)
+    _warn_about_xet()
     api = HfApi(token=token)
     if card is not None:
         card.validate(repo_type=repo_type)  # the Hub's own YAML check (after the offline one)
