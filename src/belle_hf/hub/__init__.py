@@ -1,0 +1,11 @@
+"""Publishing on the Hub (any ``HF_ENDPOINT``).
+
+- :mod:`belle_hf.hub.push`: ``push_model``, ``push_adapter``, ``push_quantized``, ``push_xor``,
+  ``push_dataset``; secrets, caches and training state never uploaded.
+- :mod:`belle_hf.hub.cards`: model cards from ``model_cards/`` via ``huggingface_hub.ModelCard``,
+  validated offline (license, widget, dataset ids, YAML).
+- :mod:`belle_hf.hub.xor`: lossless tensor-wise XOR diffs for fine-tunes of license-restricted
+  bases, and BELLE's legacy ``.enc`` files.
+
+Submodules are imported on use, so ``import belle_hf.hub`` stays light.
+"""
