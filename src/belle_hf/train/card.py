@@ -59,6 +59,8 @@ def build_model_card(recipe: Recipe, metrics: dict[str, Any] | None = None, mode
         pipeline_tag="text-generation",
         tags=["belle", "trl", "sft", recipe.method],
     )
+    if base:
+        data.base_model_relation = "adapter" if recipe.is_peft else "finetune"
     method = {"full": "full-parameter fine-tuning", "lora": "LoRA", "qlora": "QLoRA (4-bit NF4 base)"}[recipe.method]
     lines = [f"# {Path(recipe.output_dir).name}", ""]
     lines.append(f"Supervised fine-tuning of `{base or recipe.model if recipe.model != TINY_MODEL else 'tiny'}` "

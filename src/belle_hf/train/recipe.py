@@ -27,6 +27,8 @@ TRUNCATION_POLICIES = ("truncate", "drop", "error")
 SAMPLE_PREFIX = "sample:"
 """Data paths starting with ``sample:`` name the bundled sample files (``sample:belle-multiturn``)."""
 TINY_MODEL = "tiny"
+SECRET_FIELDS = ("hub_token", "push_to_hub_token")
+"""``SFTConfig`` fields that hold secrets: refused in recipes (use ``HF_TOKEN`` or ``hf auth login``)."""
 """``model: tiny`` builds the offline tiny Llama of :mod:`belle_hf.testing` into the output folder."""
 
 
@@ -176,6 +178,10 @@ class Recipe:
             raise BelleError(f"{source}: lora.r and lora.alpha must be positive")
         if not 0 <= self.lora.dropout < 1:
             raise BelleError(f"{source}: lora.dropout must be in [0, 1)")
+        secrets = sorted(set(self.training) & set(SECRET_FIELDS))
+        if secrets:
+            raise BelleError(f"{source}: training.{secrets[0]}: recipes are shared files and must not hold tokens; "
+                             "set HF_TOKEN or run `hf auth login` instead")
         if "output_dir" in self.training:
             raise BelleError(f"{source}: set 'output_dir' at the top level of the recipe, not under 'training'")
 

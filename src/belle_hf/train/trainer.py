@@ -19,7 +19,7 @@ from typing import Any
 from belle_hf.errors import BelleError
 from belle_hf.io import atomic_write_text
 from belle_hf.train.dataset import TruncationReport, mix_sources, split_eval, tokenize_dataset
-from belle_hf.train.recipe import TINY_MODEL, Recipe
+from belle_hf.train.recipe import SECRET_FIELDS, TINY_MODEL, Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -342,9 +342,9 @@ def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str,
 
 
 def public_recipe(recipe: Recipe) -> Recipe:
-    """A copy of ``recipe`` without secrets (any ``training`` key holding a token)."""
+    """A copy of ``recipe`` without secrets (``hub_token``; recipes refuse it, this is belt and braces)."""
     import copy
 
     public = copy.deepcopy(recipe)
-    public.training = {key: value for key, value in public.training.items() if "token" not in key.lower()}
+    public.training = {key: value for key, value in public.training.items() if key not in SECRET_FIELDS}
     return public
