@@ -152,3 +152,19 @@ def test_invalid_card_is_rejected_before_upload(hub, tiny_model_dir, run_belle):
                                "--dataset", "not a/valid id")
     assert code == 1 and "datasets" in err
     assert not any(repo_id.startswith("belle-test/bad-") for _, repo_id in hub.state.repos)
+
+
+def test_push_quantized_detects_the_method(hub, tiny_model_dir, tmp_path, run_belle):
+    folder = tmp_path / "gptq"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
+    (folder / "config.json").write_text(json.dumps(config))
+    code, out, err = run_belle("hub", "push-quantized", folder, "belle-test/tiny-chat-gptq",
+                               "--base-model", "belle-test/tiny-chat")
+    assert code == 0, err
+    files = hub.repo_files("belle-test/tiny-chat-gptq")
+    meta = _card_meta(files["README.md"])
+    assert meta["base_model_relation"] == "quantized" and "gptq" in meta["tags"]
+    assert "GPTQ 4-bit" in files["README.md"].decode()
+    assert files["model.safetensors"] == (folder / "model.safetensors").read_bytes()
