@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     problem and exit with code 1, without a traceback.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The HTTP clients under openai and huggingface_hub log one INFO line per request.
+    for noisy in ("httpx", "httpx2", "httpcore", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="belle", standalone_mode=False)

@@ -35,7 +35,6 @@ def generate(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Generate Chinese instruction data with BELLE's self-instruct recipe, resumably."""
-    import logging
 
     from belle_hf.data.generate import GenerateConfig
     from belle_hf.data.generate import generate as run_generate
@@ -43,8 +42,6 @@ def generate(
     from belle_hf.llm.client import require_endpoint
 
     require_endpoint(base_url, model)
-    for name in ("httpx", "httpx2"):  # openai's HTTP client logs a line per request: it buries the progress bar
-        logging.getLogger(name).setLevel(logging.WARNING)
     endpoint = EndpointConfig(base_url=base_url, model=model, api_key_env=api_key_env, temperature=temperature,
                               seed=seed, max_tokens=max_tokens, timeout=timeout, max_retries=max_retries,
                               concurrency=concurrency)
