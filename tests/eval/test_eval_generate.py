@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from belle_hf.eval.generate import GenerationSettings, LocalGenerator
 from belle_hf.testing.openai_server import FakeOpenAIServer
 
