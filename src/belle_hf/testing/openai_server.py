@@ -119,6 +119,12 @@ def _make_handler(server: FakeOpenAIServer):
         def log_message(self, *args) -> None:  # keep test output clean
             pass
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (BrokenPipeError, ConnectionResetError):  # the client went away (a killed run)
+                pass
+
         def _send_json(self, status: int, payload: Any) -> None:
             data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
             self.send_response(status)
