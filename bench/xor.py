@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,7 @@ def run(argv: list[str]) -> dict:
         encode_report = encode(WORK / "base", WORK / "target", WORK / "diff")
         encode_seconds = time.perf_counter() - start
 
+        os.sync()  # flush the models just written: in real use base and diff have long been on disk
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(WORK / "base"), str(WORK / "diff"),
                                str(WORK / "out")], capture_output=True, text=True, check=True)
