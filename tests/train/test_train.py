@@ -75,6 +75,10 @@ def test_interrupted_run_resumes_from_last_checkpoint(write_recipe, tmp_path):
     assert result.resumed_from and result.resumed_from.endswith("checkpoint-2")
     steps = [entry["step"] for entry in read_metrics(output)["log_history"] if "loss" in entry]
     assert steps == [1, 2, 3, 4]  # steps 1-2 restored from the checkpoint's history, 3-4 trained again
+    again = train(load_recipe(write_recipe(), ["training.max_steps=4", "training.save_steps=2"]))
+    assert again.completed_before and again.metrics == read_metrics(output)
+    longer = train(load_recipe(write_recipe(), ["training.max_steps=5", "training.save_steps=2"]))
+    assert longer.resumed_from.endswith("checkpoint-4") and not longer.completed_before
 
 
 def test_merge_folds_the_adapter_into_the_base(run_belle, write_recipe, tmp_path):

@@ -45,6 +45,9 @@ def train_command(
     from belle_hf.train.trainer import train
 
     result = train(loaded)
+    if result.completed_before:
+        typer.echo(f"{result.output_dir} already holds this recipe's finished run; delete it to train again")
+        return
     if result.resumed_from:
         typer.echo(f"resumed from {result.resumed_from}")
     typer.echo(f"trained model written to {result.output_dir}")

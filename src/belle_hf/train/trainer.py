@@ -57,6 +57,9 @@ class TrainResult:
     output_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
     resumed_from: str | None = None
+    """The checkpoint an interrupted run went on from."""
+    completed_before: bool = False
+    """The output folder already held this recipe's finished run; nothing was trained."""
 
 
 # ------------------------------------------------------------------------------ device checks
@@ -282,6 +285,21 @@ def build_trainer(recipe: Recipe, data: PreparedData | None = None, callbacks: l
     return trainer, data
 
 
+def finished_run(recipe: Recipe) -> dict[str, Any] | None:
+    """The metrics of a finished run of this same recipe in its output folder, else ``None``."""
+    import json
+
+    from belle_hf.train.recipe import read_yaml
+
+    output_dir = Path(recipe.output_dir)
+    metrics, saved = output_dir / METRICS_FILE, output_dir / RECIPE_FILE
+    if not (metrics.is_file() and saved.is_file()):
+        return None
+    if read_yaml(saved.read_text(encoding="utf-8")) != read_yaml(public_recipe(recipe).to_yaml()):
+        return None
+    return json.loads(metrics.read_text(encoding="utf-8"))
+
+
 def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -297,6 +315,10 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     """
     check_method_supported(recipe)
     output_dir = Path(recipe.output_dir)
+    finished = finished_run(recipe)
+    if finished is not None:
+        logger.info("%s already holds this recipe's finished run; delete it to train again", output_dir)
+        return TrainResult(output_dir, finished, completed_before=True)
     resume = last_checkpoint(output_dir)
     if resume:
         logger.info("resuming from %s", resume)
