@@ -45,3 +45,19 @@ def test_bundled_sample_files_are_current():
     assert set(expected) == set(SAMPLE_FILES.values())
     for name, text in expected.items():
         assert (sample_data_dir() / name).read_text(encoding="utf-8") == text, f"rerun python -m belle_hf.testing.sample_data ({name})"
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from belle_hf.io import atomic_path, atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"y")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644

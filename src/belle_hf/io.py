@@ -10,6 +10,19 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _default_file_mode(path: Path) -> int:
+    """The mode a plainly created file would get: the existing file's, else 0o666 less the umask.
+
+    ``mkstemp`` creates its file 0o600; without this, every atomically written output would be
+    unreadable to other users.
+    """
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -25,6 +38,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, _default_file_mode(path))
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -48,6 +62,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp_name)
+        os.chmod(tmp_name, _default_file_mode(path))
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
