@@ -256,3 +256,23 @@ def test_secrets_and_training_state_are_not_encoded(tiny_model_dir, finetuned_di
     assert b"not-for-publishing" not in published and b"optimizer state" not in published
     decode(tiny_model_dir, tmp_path / "diff", tmp_path / "out")
     assert _files(tmp_path / "out") == _files(finetuned_dir)
+
+
+def test_two_diffs_never_share_a_keystream(tiny_model_dir, finetuned_dir, diff_dir, tmp_path):
+    from belle_hf.hub.xor import encode, read_manifest
+
+    encode(tiny_model_dir, finetuned_dir, tmp_path / "again")
+    first, second = read_manifest(diff_dir), read_manifest(tmp_path / "again")
+    assert first["keystream"]["nonce"] != second["keystream"]["nonce"]
+    entry = next(e for e in first["files"] for s in e.get("segments", []) if s["tensor"] == "model.embed_tokens.weight")
+    embed = next(s for s in entry["segments"] if s["tensor"] == "model.embed_tokens.weight")
+    start = embed["diff_offset"]
+
+    def part(folder, begin, end):
+        with open(folder / entry["diff"], "rb") as handle:
+            handle.seek(begin)
+            return handle.read(end - begin)
+
+    xor_end, stream_end = start + embed["xor_length"], start + embed["length"]
+    assert part(diff_dir, start, xor_end) == part(tmp_path / "again", start, xor_end)  # target XOR base
+    assert part(diff_dir, xor_end, stream_end) != part(tmp_path / "again", xor_end, stream_end)

@@ -93,8 +93,10 @@ def _keystream(key: bytes, label: bytes, start: int, length: int) -> np.ndarray:
     return np.frombuffer(blocks, dtype=np.uint8)[begin:begin + length]
 
 
-def _label(file: str, tensor: str) -> bytes:
-    return file.encode() + b"\0" + tensor.encode() + b"\0"
+def _label(nonce: str, file: str, tensor: str) -> bytes:
+    """What makes each tensor's keystream unique: the diff's random nonce (two diffs made from the
+    same base never share a keystream), the file and the tensor."""
+    return bytes.fromhex(nonce) + file.encode() + b"\0" + tensor.encode() + b"\0"
 
 
 def _sha256_of(key: KeyBytes, length: int, buffer: np.ndarray) -> str:
@@ -196,13 +198,14 @@ def encode(base: str | os.PathLike, target: str | os.PathLike, out_dir: str | os
         source_name = max(names, key=lambda name: (base_weights.tensor_lengths[name], name))
         key_source = {"tensor": source_name, "length": min(KEY_SOURCE_BYTES, base_weights.tensor_lengths[source_name])}
         stream_key = _derive_key(base_weights, key_source, buffers.key)
+        nonce = os.urandom(16).hex()
         entries = []
         for path in files:
             rel = path.relative_to(target).as_posix()
             if rel == MANIFEST_NAME:
                 raise BelleError(f"{path}: the target already contains an XOR manifest")
             if path.suffix == ".safetensors":
-                entries.append(_encode_shard(path, rel, base_weights, stream_key, out_dir, buffers, report))
+                entries.append(_encode_shard(path, rel, base_weights, stream_key, nonce, out_dir, buffers, report))
             else:
                 entries.append(_encode_plain(path, rel, base_weights, out_dir))
             report.files += 1
@@ -211,7 +214,8 @@ def encode(base: str | os.PathLike, target: str | os.PathLike, out_dir: str | os
             "version": FORMAT_VERSION,
             "base": {"format": base_weights.format, "files": [p.name for p in base_weights.files],
                      "meta_layout": base_weights.meta_layout},
-            "keystream": {"algorithm": "shake256-ctr", "block": KEYSTREAM_BLOCK, "source": key_source},
+            "keystream": {"algorithm": "shake256-ctr", "block": KEYSTREAM_BLOCK, "nonce": nonce,
+                          "source": key_source},
             "files": entries,
         }
         atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
@@ -250,7 +254,7 @@ def _shard_segments(layout) -> list[tuple[str, int, int]]:
     return segments
 
 
-def _encode_shard(path: Path, rel: str, base: BaseWeights, stream_key: bytes, out_dir: Path,
+def _encode_shard(path: Path, rel: str, base: BaseWeights, stream_key: bytes, nonce: str, out_dir: Path,
                   buffers: _Buffers, report: XorReport) -> dict:
     layout = read_safetensors_layout(path)
     diff_rel = f"{rel}.xor"
@@ -270,7 +274,7 @@ def _encode_shard(path: Path, rel: str, base: BaseWeights, stream_key: bytes, ou
                 data, key_buf = buffers.data, buffers.key
                 target_sha, base_sha = hashlib.sha256(), hashlib.sha256()
                 all_zero = key is not None and key.length == length
-                label = _label(rel, name)
+                label = _label(nonce, rel, name)
                 position = 0
                 while position < length:
                     n = min(CHUNK_BYTES, length - position)
@@ -358,8 +362,8 @@ def decode(base: str | os.PathLike, diff_dir: str | os.PathLike, out_dir: str | 
             try:
                 for entry in manifest["files"]:
                     if entry["kind"] == "safetensors":
-                        _decode_shard(entry, base_weights, stream_key, diff_dir, out_dir, pool, buffers, report,
-                                      finisher)
+                        _decode_shard(entry, base_weights, stream_key, manifest["keystream"]["nonce"], diff_dir,
+                                      out_dir, pool, buffers, report, finisher)
                     else:
                         _decode_plain(entry, base_weights, diff_dir, out_dir, report)
                     report.files += 1
@@ -513,8 +517,8 @@ class _Finisher:
             tmp.unlink(missing_ok=True)
 
 
-def _decode_shard(entry: dict, base: BaseWeights, stream_key: bytes, diff_dir: Path, out_dir: Path, pool,
-                  buffers: _Buffers, report: XorReport, finisher: _Finisher) -> None:
+def _decode_shard(entry: dict, base: BaseWeights, stream_key: bytes, nonce: str, diff_dir: Path, out_dir: Path,
+                  pool, buffers: _Buffers, report: XorReport, finisher: _Finisher) -> None:
     out_path = out_dir / entry["path"]
     report.tensors += sum(not s["tensor"].startswith("<gap@") for s in entry["segments"])
     report.weight_bytes += entry["size"]
@@ -534,8 +538,8 @@ def _decode_shard(entry: dict, base: BaseWeights, stream_key: bytes, diff_dir: P
             os.ftruncate(out_fd, entry["size"])
             _write_full(out_fd, header, 0)
             futures = [
-                pool.submit(_decode_segment, segment, base, stream_key, _label(entry["path"], segment["tensor"]),
-                            diff_fd, out_fd, buffers)
+                pool.submit(_decode_segment, segment, base, stream_key,
+                            _label(nonce, entry["path"], segment["tensor"]), diff_fd, out_fd, buffers)
                 for segment in entry["segments"]
             ]
             for segment, future in zip(entry["segments"], futures):
