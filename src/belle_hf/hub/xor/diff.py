@@ -12,7 +12,8 @@ paired with, the SHA-256 of the base bytes used (checked before anything is writ
 wrong base fails at once and names the first mismatching tensor) and of the target bytes
 (checked while writing). The payload is ``target XOR base`` over the bytes both have; bytes the
 base lacks (extra vocabulary rows, new heads) are XOR-ed with a SHAKE-256 keystream keyed by a
-hash of base content that the manifest does not publish, so nothing is published in plaintext.
+hash of base content that the manifest does not publish (plus a random per-diff nonce, so two
+diffs never share keystream bytes): nothing is published in plaintext.
 A tensor equal to its base stores nothing. Everything is streamed in fixed chunks with numpy,
 and several tensors are processed in parallel threads (hashlib and file I/O release the GIL).
 """
