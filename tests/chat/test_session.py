@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from belle_hf.chat import ChatSession, GenerationSettings, load_chat_model, prepare_model_folder
 from belle_hf.errors import BelleError
-from tests.chat.conftest import greedy_reply
+from tests.chat.conftest import belle_executable, greedy_reply, subprocess_env
 
 GREEDY = GenerationSettings(max_new_tokens=12, temperature=0)
 
@@ -89,12 +91,14 @@ def test_model_without_chat_template_gets_belles(tiny_model_dir, tmp_path):
     assert (bare / "model.safetensors").is_file() and not (bare / "chat_template.jinja").exists()
 
 
-def test_chat_prompt_answers_once(run_belle, tiny_model_dir, tiny_adapter_dir):
-    code, out, err = run_belle("chat", tiny_model_dir, "--prompt", "你好", "--max-new-tokens", "12",
-                               "--temperature", "0", "--adapter", tiny_adapter_dir)
-    assert code == 0, err
+def test_chat_prompt_answers_once(tiny_model_dir, tiny_adapter_dir):
+    # A real process: stdout must hold the reply and nothing else (scripts read it).
+    result = subprocess.run([belle_executable(), "chat", str(tiny_model_dir), "--prompt", "你好",
+                             "--max-new-tokens", "12", "--temperature", "0", "--adapter", str(tiny_adapter_dir)],
+                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
     expected = greedy_reply(tiny_model_dir, [{"role": "user", "content": "你好"}], 12, adapter=tiny_adapter_dir)
-    assert out == expected + "\n"
+    assert result.stdout == expected + "\n"
 
 
 def test_chat_gguf_without_llama_cpp_is_a_clear_error(run_belle, tiny_model_dir, tmp_path):

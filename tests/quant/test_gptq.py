@@ -59,7 +59,8 @@ def test_quantize_gptq_4bit_cli(run_belle, tiny_model_dir, tmp_path):
     assert abs(math.log(report["ppl_quantized"] / report["ppl_fp"])) < 0.2
     assert report["size_after_bytes"] < report["size_before_bytes"]
     assert report["size_before_bytes"] == (tiny_model_dir / "model.safetensors").stat().st_size
-    # The printed summary is the same report.
+    # stdout carries only the report (GPTQModel's logs go to stderr), and it is the same report.
+    assert stdout.startswith("gptq 4-bit, group size 32, desc_act=False")
     assert f"fp {report['ppl_fp']:.3f} -> quantized {report['ppl_quantized']:.3f}" in stdout
     assert "16 samples" in stdout
 
@@ -73,6 +74,7 @@ def test_quantize_gptq_4bit_cli(run_belle, tiny_model_dir, tmp_path):
     generated = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert generated.shape[1] > inputs["input_ids"].shape[1]
     assert AutoTokenizer.from_pretrained(out).chat_template == tokenizer.chat_template
+    assert (out / "generation_config.json").read_text() == (tiny_model_dir / "generation_config.json").read_text()
     # Nothing but the output folder is left beside it.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-gptq"]
 
@@ -136,3 +138,15 @@ def test_gptq_cuda_kernels_match_the_torch_kernel(tiny_model_dir, tmp_path):
         gpu_logits = gpu(ids.cuda()).logits.float().cpu()
         cpu_logits = cpu(ids).logits.float()
     assert torch.allclose(gpu_logits, cpu_logits, atol=5e-2, rtol=5e-2)
+
+
+def test_cli_mounts_without_importing_gptqmodel():
+    """``belle --help`` stays fast and quiet: GPTQModel (and its banner) load only when quantizing."""
+    import subprocess
+    import sys
+
+    code = ("import sys, belle_hf.cli; heavy = [m for m in ('gptqmodel', 'gguf', 'peft', 'fastapi') if m in "
+            "sys.modules]; print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

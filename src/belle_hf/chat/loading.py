@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 from belle_hf.errors import BelleError
@@ -47,9 +49,12 @@ def load_chat_model(model: str | os.PathLike, adapter: str | os.PathLike | None 
     tokenizer = load_tokenizer(model, adapter)
     loaded = AutoModelForCausalLM.from_pretrained(model, dtype="auto", device_map=device)
     if adapter is not None:
-        from peft import PeftModel
+        # peft imports gptqmodel when it is installed, which prints a banner on stdout: keep stdout for
+        # the reply (``belle chat --prompt`` is used in scripts).
+        with contextlib.redirect_stdout(sys.stderr):
+            from peft import PeftModel
 
-        loaded = PeftModel.from_pretrained(loaded, str(adapter))
+            loaded = PeftModel.from_pretrained(loaded, str(adapter))
     loaded.eval()
     return loaded, tokenizer
 

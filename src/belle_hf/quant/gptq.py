@@ -8,9 +8,11 @@ Without CUDA it quantizes and runs with its pure-torch kernels (``BACKEND.TORCH`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -89,17 +91,21 @@ def _quantize_with_gptqmodel(model_dir: Path, out_dir: Path, settings: GPTQSetti
 
     # GPTQModel sizes its CPU thread pool from this; leaving it unset oversubscribes small machines.
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(os.cpu_count() or 1))
-    import gptqmodel
-    from gptqmodel import BACKEND, GPTQModel, QuantizeConfig
+    # GPTQModel logs its banner and progress on stdout; stdout is kept for the report.
+    with contextlib.redirect_stdout(sys.stderr):
+        import gptqmodel
+        from gptqmodel import BACKEND, GPTQModel, QuantizeConfig
 
-    extra = {} if settings.damp_percent is None else {"damp_percent": settings.damp_percent}
-    config = QuantizeConfig(bits=settings.bits, group_size=settings.group_size, desc_act=settings.desc_act, **extra)
-    backend = BACKEND.AUTO if torch.cuda.is_available() else BACKEND.TORCH
-    model = GPTQModel.load(str(model_dir), config)
-    # calibration_data_min_length=1: GPTQModel drops samples of 10 tokens or fewer by default,
-    # which would discard short Chinese Q&A turns.
-    model.quantize(samples, tokenizer=tokenizer, backend=backend, calibration_data_min_length=1)
-    model.save(str(out_dir))
+        extra = {} if settings.damp_percent is None else {"damp_percent": settings.damp_percent}
+        # act_group_aware is GPTQModel's default ordering; desc_act replaces it.
+        config = QuantizeConfig(bits=settings.bits, group_size=settings.group_size, desc_act=settings.desc_act,
+                                act_group_aware=not settings.desc_act, **extra)
+        backend = BACKEND.AUTO if torch.cuda.is_available() else BACKEND.TORCH
+        model = GPTQModel.load(str(model_dir), config)
+        # calibration_data_min_length=1: GPTQModel drops samples of 10 tokens or fewer by default,
+        # which would discard short Chinese Q&A turns.
+        model.quantize(samples, tokenizer=tokenizer, backend=backend, calibration_data_min_length=1)
+        model.save(str(out_dir))
     return f"gptqmodel {gptqmodel.__version__}"
 
 
@@ -141,9 +147,13 @@ def quantize_gptq(
     try:
         quantizer = _quantize_with_gptqmodel(model_dir, work_dir, settings, samples, tokenizer)
         tokenizer.save_pretrained(work_dir)
+        # GPTQModel rewrites generation_config.json (it turns sampling on); keep the model's own.
+        if (model_dir / "generation_config.json").is_file():
+            shutil.copyfile(model_dir / "generation_config.json", work_dir / "generation_config.json")
         # Proves the checkpoint loads the standard way before it is published.
-        quantized = AutoModelForCausalLM.from_pretrained(work_dir, device_map="cuda" if torch.cuda.is_available()
-                                                         else "cpu")
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = AutoModelForCausalLM.from_pretrained(
+                work_dir, device_map="cuda" if torch.cuda.is_available() else "cpu")
         ppl_quantized, _ = perplexity(quantized, tokenizer, heldout_texts, settings.max_length)
         del quantized
         report = QualityReport(
