@@ -168,3 +168,21 @@ def test_push_quantized_detects_the_method(hub, tiny_model_dir, tmp_path, run_be
     assert meta["base_model_relation"] == "quantized" and "gptq" in meta["tags"]
     assert "GPTQ 4-bit" in files["README.md"].decode()
     assert files["model.safetensors"] == (folder / "model.safetensors").read_bytes()
+
+
+def test_a_fresh_process_needs_only_hf_endpoint(hub_server, tiny_model_dir, tmp_path):
+    """What users run: the `belle` command with HF_ENDPOINT and HF_HUB_DISABLE_XET=1, nothing patched."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=hub_server.url, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf-home"),
+               HF_TOKEN="hf_" + "x" * 34)
+    done = subprocess.run([sys.executable, "-m", "belle_hf.cli", "hub", "push-model", str(tiny_model_dir),
+                           "belle-test/from-subprocess"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    files = hub_server.repo_files("belle-test/from-subprocess")
+    assert files["model.safetensors"] == (tiny_model_dir / "model.safetensors").read_bytes()
+    assert not any(env["HF_TOKEN"].encode() in data for data in files.values())
