@@ -276,3 +276,13 @@ def test_two_diffs_never_share_a_keystream(tiny_model_dir, finetuned_dir, diff_d
     xor_end, stream_end = start + embed["xor_length"], start + embed["length"]
     assert part(diff_dir, start, xor_end) == part(tmp_path / "again", start, xor_end)  # target XOR base
     assert part(diff_dir, xor_end, stream_end) != part(tmp_path / "again", xor_end, stream_end)
+
+
+def test_decoded_files_get_the_ordinary_mode(diff_dir, tiny_model_dir, tmp_path):
+    from belle_hf.hub.xor import decode
+
+    decode(tiny_model_dir, diff_dir, tmp_path / "out")
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (tmp_path / "out").iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name

@@ -36,7 +36,7 @@ import numpy as np
 
 from belle_hf.errors import BelleError
 from belle_hf.hub.xor.sources import BaseWeights, KeyBytes, read_full, read_safetensors_layout
-from belle_hf.io import atomic_write, atomic_write_text
+from belle_hf.io import _default_file_mode, atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -534,6 +534,7 @@ def _decode_shard(entry: dict, base: BaseWeights, stream_key: bytes, nonce: str,
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
         tmp = Path(tmp_name)
+        os.fchmod(out_fd, _default_file_mode(out_path))  # as atomic_write does: not mkstemp's 0600
         futures: list[concurrent.futures.Future] = []
         try:
             os.ftruncate(out_fd, entry["size"])
