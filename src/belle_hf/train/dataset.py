@@ -102,25 +102,32 @@ def tokenize_dataset(dataset, tokenizer, chat_template: str, max_length: int | N
     from belle_hf.train.template import tokenize_conversation
 
     def tokenize(example):
-        return tokenize_conversation(tokenizer, example["messages"], chat_template)
+        encoded = tokenize_conversation(tokenizer, example["messages"], chat_template)
+        encoded["num_tokens"] = len(encoded["input_ids"])
+        encoded["num_trained"] = sum(encoded["assistant_masks"])
+        return encoded
 
     dataset = dataset.map(tokenize, num_proc=num_proc, desc=f"Tokenizing {name} conversations")
-    untrained = dataset.filter(lambda example: 1 not in example["assistant_masks"], num_proc=num_proc)
-    if len(untrained):
-        logger.warning("%d %s conversations have no assistant reply and are skipped", len(untrained), name)
-        dataset = dataset.filter(lambda example: 1 in example["assistant_masks"], num_proc=num_proc)
+    # Read the per-row counts as numpy columns: never materialize millions of token lists in Python.
+    counts = dataset.select_columns(["num_tokens", "num_trained"]).with_format("numpy")
+    lengths, trained = counts["num_tokens"][:], counts["num_trained"][:]
+    untrained = int((trained == 0).sum())
+    if untrained:
+        logger.warning("%d %s conversations have no assistant reply and are skipped", untrained, name)
+        dataset = dataset.filter(lambda n: n > 0, input_columns=["num_trained"], num_proc=num_proc)
+        lengths = lengths[trained > 0]
     if len(dataset) == 0:
         raise BelleError(f"no {name} conversation has an assistant reply to train on")
-    lengths = [len(ids) for ids in dataset["input_ids"]]
-    report = TruncationReport(examples=len(lengths), max_length=max_length, policy=policy, longest=max(lengths))
+    report = TruncationReport(examples=len(dataset), max_length=max_length, policy=policy, longest=int(lengths.max()))
     if max_length is not None:
-        report.too_long = sum(length > max_length for length in lengths)
+        report.too_long = int((lengths > max_length).sum())
     if report.too_long:
         if policy == "error":
             raise BelleError(report.message() + "; raise training.max_length or set truncation: truncate or drop")
         logger.warning("%s: %s", name, report.message())
         if policy == "drop":
-            dataset = dataset.filter(lambda example: len(example["input_ids"]) <= max_length, num_proc=num_proc)
+            dataset = dataset.filter(lambda n: n <= max_length, input_columns=["num_tokens"], num_proc=num_proc)
             if len(dataset) == 0:
                 raise BelleError(f"every {name} conversation is longer than max_length={max_length}")
+    dataset = dataset.remove_columns(["num_tokens", "num_trained"])
     return dataset, report

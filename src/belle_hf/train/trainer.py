@@ -209,15 +209,15 @@ def build_sft_config(recipe: Recipe, has_eval: bool = False):
 
 
 def resolve_deepspeed_config(value: Any) -> Any:
-    """A DeepSpeed config path as given, else relative to the shipped ``recipes/deepspeed`` folder."""
+    """A DeepSpeed config path as given, else a file of ``recipes/deepspeed`` (here or in the checkout)."""
     if isinstance(value, dict):
         return value
     path = Path(str(value)).expanduser()
     if path.is_file():
         return str(path)
-    shipped = Path(__file__).resolve().parents[3] / "recipes" / "deepspeed" / path.name
-    if shipped.is_file():
-        return str(shipped)
+    for folder in (Path.cwd() / "recipes" / "deepspeed", Path(__file__).resolve().parents[3] / "recipes" / "deepspeed"):
+        if (folder / path.name).is_file():
+            return str(folder / path.name)
     raise BelleError(f"training.deepspeed: {value!r} is not a file")
 
 
@@ -332,6 +332,8 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
     metrics["examples"] = {"train": len(data.train_dataset),
                            "eval": len(data.eval_dataset) if data.eval_dataset is not None else 0}
     metrics["truncation"] = vars(data.truncation)
+    if data.eval_truncation is not None:
+        metrics["eval_truncation"] = vars(data.eval_truncation)
     metrics["log_history"] = trainer.state.log_history
     save_outputs(trainer, recipe, data, metrics)
     return TrainResult(output_dir, metrics, resume)
