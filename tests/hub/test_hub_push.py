@@ -6,8 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 
 def _planted_junk(folder: Path) -> None:
     (folder / ".env").write_text("OPENAI_API_KEY=not-for-upload\n")
@@ -38,7 +36,7 @@ def test_push_model_excludes_junk_and_loads_back(hub, tiny_model_dir, tmp_path, 
     summary = tmp_path / "summary.json"
     summary.write_text(json.dumps({"overall": 0.61, "per_class": {"math": 0.3, "open qa": 0.7},
                                    "score_wo_others": 0.66, "judge": {"model": "gpt-4o"}}))
-    code, out, err = run_belle("hub", "push-model", folder, "belle-test/tiny-chat", "--base-model",
+    code, _out, err = run_belle("hub", "push-model", folder, "belle-test/tiny-chat", "--base-model",
                                "belle-test/tiny-base", "--eval-summary", summary, "--dataset", "BelleGroup/train_1M_CN")
     assert code == 0, err
     files = hub.repo_files("belle-test/tiny-chat")
@@ -78,7 +76,7 @@ def test_push_adapter_and_load_back(hub, tiny_model_dir, tmp_path, run_belle):
     adapter_dir = tmp_path / "adapter"
     model.save_pretrained(adapter_dir)
     (adapter_dir / "optimizer.pt").write_bytes(b"state")
-    code, out, err = run_belle("hub", "push-adapter", adapter_dir, "belle-test/tiny-lora",
+    code, _out, err = run_belle("hub", "push-adapter", adapter_dir, "belle-test/tiny-lora",
                                "--base-model", "belle-test/tiny-base")
     assert code == 0, err
     files = hub.repo_files("belle-test/tiny-lora")
@@ -103,7 +101,7 @@ def test_push_dataset_and_load_back(hub, tmp_path, run_belle):
     from belle_hf.testing import sample_data_path
 
     source = sample_data_path("belle-multiturn")
-    code, out, err = run_belle("hub", "push-dataset", source, "belle-test/multiturn-sample")
+    code, _out, err = run_belle("hub", "push-dataset", source, "belle-test/multiturn-sample")
     assert code == 0, err
     files = hub.repo_files("belle-test/multiturn-sample", repo_type="dataset")
     assert any(path.endswith(".parquet") for path in files) and "README.md" in files
@@ -119,7 +117,7 @@ def test_push_xor_is_gated_and_decodes_from_hub(hub, tiny_model_dir, finetuned_d
     target = finetuned_dir
     diff = tmp_path / "diff"
     assert run_belle("xor", "encode", "--base", tiny_model_dir, "--target", target, "-o", diff)[0] == 0
-    code, out, err = run_belle("hub", "push-xor", diff, "belle-test/tiny-chat-xor", "--base-model",
+    code, _out, err = run_belle("hub", "push-xor", diff, "belle-test/tiny-chat-xor", "--base-model",
                                "belle-test/llama-base")
     assert code == 0, err
     info = HfApi().model_info("belle-test/tiny-chat-xor")
@@ -140,7 +138,7 @@ def test_push_refuses_a_file_containing_a_token(hub, tiny_model_dir, tmp_path, r
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     (folder / "notes.txt").write_text("login with hf_" + "a1B2" * 9 + "\n")
-    code, out, err = run_belle("hub", "push-model", folder, "belle-test/leaky")
+    code, _out, err = run_belle("hub", "push-model", folder, "belle-test/leaky")
     assert code == 1 and "notes.txt" in err and "token" in err
     assert ("model", "belle-test/leaky") not in hub.state.repos
 
@@ -148,7 +146,7 @@ def test_push_refuses_a_file_containing_a_token(hub, tiny_model_dir, tmp_path, r
 def test_invalid_card_is_rejected_before_upload(hub, tiny_model_dir, run_belle):
     code, out, err = run_belle("hub", "push-model", tiny_model_dir, "belle-test/bad-license", "--license", "llama1")
     assert code == 1 and "license" in err
-    code, out, err = run_belle("hub", "push-model", tiny_model_dir, "belle-test/bad-dataset",
+    code, _out, err = run_belle("hub", "push-model", tiny_model_dir, "belle-test/bad-dataset",
                                "--dataset", "not a/valid id")
     assert code == 1 and "datasets" in err
     assert not any(repo_id.startswith("belle-test/bad-") for _, repo_id in hub.state.repos)
@@ -160,7 +158,7 @@ def test_push_quantized_detects_the_method(hub, tiny_model_dir, tmp_path, run_be
     config = json.loads((folder / "config.json").read_text())
     config["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
     (folder / "config.json").write_text(json.dumps(config))
-    code, out, err = run_belle("hub", "push-quantized", folder, "belle-test/tiny-chat-gptq",
+    code, _out, err = run_belle("hub", "push-quantized", folder, "belle-test/tiny-chat-gptq",
                                "--base-model", "belle-test/tiny-chat")
     assert code == 0, err
     files = hub.repo_files("belle-test/tiny-chat-gptq")
@@ -181,7 +179,8 @@ def test_a_fresh_process_needs_only_hf_endpoint(hub_server, tiny_model_dir, tmp_
     env.update(HF_ENDPOINT=hub_server.url, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf-home"),
                HF_TOKEN="hf_" + "x" * 34)
     done = subprocess.run([sys.executable, "-m", "belle_hf.cli", "hub", "push-model", str(tiny_model_dir),
-                           "belle-test/from-subprocess"], env=env, capture_output=True, text=True, timeout=300)
+                           "belle-test/from-subprocess"], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
     assert done.returncode == 0, done.stderr
     files = hub_server.repo_files("belle-test/from-subprocess")
     assert files["model.safetensors"] == (tiny_model_dir / "model.safetensors").read_bytes()

@@ -30,7 +30,7 @@ def test_cli_round_trip_is_byte_identical(tiny_model_dir, finetuned_dir, tmp_pat
     diff, out = tmp_path / "diff", tmp_path / "out"
     code, stdout, err = run_belle("xor", "encode", "--base", tiny_model_dir, "--target", finetuned_dir, "-o", diff)
     assert code == 0, err
-    code, stdout, err = run_belle("xor", "decode", "--base", tiny_model_dir, "--diff", diff, "-o", out)
+    code, _stdout, err = run_belle("xor", "decode", "--base", tiny_model_dir, "--diff", diff, "-o", out)
     assert code == 0, err
     target = _files(finetuned_dir)
     assert len([p for p in target if p.endswith(".safetensors")]) > 1  # sharded, with an index
@@ -82,7 +82,7 @@ def test_wrong_base_fails_before_writing_and_names_the_tensor(diff_dir, tiny_mod
     tensors[name][0, 0] += 1.0  # one value differs: same shapes, same sizes
     save_file(tensors, wrong / "model.safetensors", metadata={"format": "pt"})
     out = tmp_path / "out"
-    code, stdout, err = run_belle("xor", "decode", "--base", wrong, "--diff", diff_dir, "-o", out)
+    code, _stdout, err = run_belle("xor", "decode", "--base", wrong, "--diff", diff_dir, "-o", out)
     assert code == 1
     assert name in err and "wrong base" in err
     assert not out.exists() or not any(out.rglob("*"))
@@ -92,7 +92,7 @@ def test_base_of_another_size_fails_at_once(diff_dir, tmp_path, run_belle):
     from belle_hf.testing import TinyModelConfig, save_tiny_model
 
     other = save_tiny_model(tmp_path / "other", TinyModelConfig(hidden_size=32, intermediate_size=64))
-    code, stdout, err = run_belle("xor", "decode", "--base", other, "--diff", diff_dir, "-o", tmp_path / "out")
+    code, _stdout, err = run_belle("xor", "decode", "--base", other, "--diff", diff_dir, "-o", tmp_path / "out")
     assert code == 1 and "bytes" in err and "wrong base" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
 
@@ -175,7 +175,7 @@ def test_target_with_pickle_weights_is_refused(tiny_model_dir, tmp_path, run_bel
     target = tmp_path / "target"
     shutil.copytree(tiny_model_dir, target)
     (target / "pytorch_model.bin").write_bytes(b"pickle")
-    code, stdout, err = run_belle("xor", "encode", "--base", tiny_model_dir, "--target", target, "-o", tmp_path / "d")
+    code, _stdout, err = run_belle("xor", "encode", "--base", tiny_model_dir, "--target", target, "-o", tmp_path / "d")
     assert code == 1 and "plaintext" in err
 
 
@@ -213,7 +213,7 @@ def legacy_files(tmp_path_factory):
 
 def test_legacy_encode_matches_the_original_format(legacy_files, tmp_path, run_belle):
     plain, key = legacy_files
-    code, out, err = run_belle("xor", "encode-legacy", plain, "--key", key, "-o", tmp_path)
+    code, _out, err = run_belle("xor", "encode-legacy", plain, "--key", key, "-o", tmp_path)
     assert code == 0, err
     sha = hashlib.sha256(plain.read_bytes()).hexdigest()
     enc = tmp_path / f"{plain.name}.{sha}.enc"
@@ -229,7 +229,7 @@ def test_legacy_decode_and_wrong_key(legacy_files, tmp_path, run_belle):
     assert code == 0, err
     assert (tmp_path / "out" / plain.name).read_bytes() == data
 
-    code, out, err = run_belle("xor", "decode-legacy", enc, "--key", plain, "-o", tmp_path / "wrong")
+    code, _out, err = run_belle("xor", "decode-legacy", enc, "--key", plain, "-o", tmp_path / "wrong")
     assert code == 1 and "wrong key" in err
     assert not (tmp_path / "wrong").exists() or not list((tmp_path / "wrong").iterdir())
 
@@ -237,7 +237,7 @@ def test_legacy_decode_and_wrong_key(legacy_files, tmp_path, run_belle):
 def test_legacy_name_must_carry_the_checksum(tmp_path, run_belle):
     bad = tmp_path / "model.bin.enc"
     bad.write_bytes(b"x" * 64)
-    code, out, err = run_belle("xor", "decode-legacy", bad, "--key", bad, "-o", tmp_path / "out")
+    code, _out, err = run_belle("xor", "decode-legacy", bad, "--key", bad, "-o", tmp_path / "out")
     assert code == 1 and "NAME.<sha256 hex>.enc" in err
 
 

@@ -123,9 +123,9 @@ def _eval_results(summary: dict[str, Any]):
 
     judge = summary.get("judge") or {}
     judge_model = judge.get("model") or "an LLM judge"
-    common = dict(task_type="text-generation", task_name="Chinese instruction following",
-                  dataset_type="BelleGroup/eval_set", dataset_name="BELLE eval set", dataset_split="test",
-                  verified=False)
+    common = {"task_type": "text-generation", "task_name": "Chinese instruction following",
+              "dataset_type": "BelleGroup/eval_set", "dataset_name": "BELLE eval set", "dataset_split": "test",
+              "verified": False}
     results = []
     scores = [("overall", "Overall judge score", summary.get("overall")),
               ("score_wo_others", "Judge score without math and code", summary.get("score_wo_others"))]

@@ -131,10 +131,10 @@ def _card_data(files: dict[str, StoredFile]) -> dict | None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     # ----------------------------------------------------------------- plumbing
-    def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
+    def log_message(self, format, *args):  # silence the default per-request stderr log
         pass
 
     @property
@@ -187,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
             if error.code:
                 headers["X-Error-Code"] = error.code
             self._json({"error": error.message}, error.status, headers)
-        except Exception as error:  # noqa: BLE001 - report any server bug to the client as a 500
+        except Exception as error:  # report any server bug to the client as a 500
             self._json({"error": f"loopback hub: {type(error).__name__}: {error}"}, 500)
 
     def do_GET(self):
@@ -199,7 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch("POST")
 
-    def do_PUT(self):  # noqa: N802 - http.server's naming
+    def do_PUT(self):
         self._dispatch("PUT")
 
     # ----------------------------------------------------------------- routing
@@ -465,7 +465,7 @@ class HubServer:
         self._server.url = self.url
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-hub", daemon=True)
         self._thread.start()
         return self
@@ -474,7 +474,7 @@ class HubServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -497,8 +497,7 @@ def clients_pointed_at(url: str, cache_dir: str | os.PathLike) -> Iterator[None]
     """
     import datasets.config
     import huggingface_hub.constants as hub_constants
-    import huggingface_hub.hf_api as hf_api
-    from huggingface_hub import HfFileSystem
+    from huggingface_hub import HfFileSystem, hf_api
 
     cache_dir = Path(cache_dir)
     patches = [

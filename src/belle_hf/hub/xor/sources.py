@@ -86,7 +86,7 @@ def read_full(fd: int, buffer, offset: int) -> None:
 class FileSpanReader:
     """Reads ``length`` bytes that start at ``offset`` of a file, by position (thread safe)."""
 
-    def __init__(self, path: Path, offset: int, length: int, fds: "FdCache"):
+    def __init__(self, path: Path, offset: int, length: int, fds: FdCache):
         self.path, self.offset, self.length, self._fds = path, offset, length, fds
 
     def read_into(self, start: int, buffer) -> None:
@@ -243,7 +243,7 @@ def _torch_tensor_bytes(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError:  # checkpoints from before the zip format cannot be memory-mapped
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
+    except Exception as error:  # torch raises many types for a bad file
         raise BelleError(f"{path}: cannot be read as a weights-only torch checkpoint: {error}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
