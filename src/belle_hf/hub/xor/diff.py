@@ -206,6 +206,7 @@ def encode(base: str | os.PathLike, target: str | os.PathLike, out_dir: str | os
             if rel == MANIFEST_NAME:
                 raise BelleError(f"{path}: the target already contains an XOR manifest")
             if path.suffix == ".safetensors":
+                logger.info("encoding %s", rel)
                 entries.append(_encode_shard(path, rel, base_weights, stream_key, nonce, out_dir, buffers, report))
             else:
                 entries.append(_encode_plain(path, rel, base_weights, out_dir))
@@ -358,11 +359,14 @@ def decode(base: str | os.PathLike, diff_dir: str | os.PathLike, out_dir: str | 
         buffers = _Buffers()
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             stream_key = _derive_key(base_weights, dict(manifest["keystream"]["source"]), buffers.key)
+            logger.info("checking the base model against the diff's checksums")
             _verify_base(manifest, base_weights, pool, buffers)
             finisher = _Finisher()
             try:
+                shards = [entry["path"] for entry in manifest["files"] if entry["kind"] == "safetensors"]
                 for entry in manifest["files"]:
                     if entry["kind"] == "safetensors":
+                        logger.info("decoding %s (%d/%d)", entry["path"], shards.index(entry["path"]) + 1, len(shards))
                         _decode_shard(entry, base_weights, stream_key, manifest["keystream"]["nonce"], diff_dir,
                                       out_dir, pool, buffers, report, finisher)
                     else:
