@@ -96,11 +96,12 @@ def test_paper_recipe_validates_without_download(path):
     assert any("score" in line.lower() for line in header), "the header cites the score it reproduces"
     assert recipe.training["max_length"] == 1024
     assert recipe.training["lr_scheduler_type"] == "cosine"
-    deepspeed = recipe.training.get("deepspeed")
-    if deepspeed:
-        from belle_hf.train.trainer import resolve_deepspeed_config
+    from belle_hf.train.trainer import sft_config_values
 
-        assert json.loads(Path(resolve_deepspeed_config(deepspeed)).read_text())["zero_optimization"]["stage"] in (2, 3)
+    values = sft_config_values(recipe, gpu=True)  # what SFTConfig(**values) receives on a GPU machine
+    stage = json.loads(Path(values["deepspeed"]).read_text())["zero_optimization"]["stage"]
+    assert stage == (3 if recipe.method == "full" else 2)
+    assert values["assistant_only_loss"] is True
 
 
 @pytest.mark.parametrize("name, stage", [("zero2.json", 2), ("zero3_offload.json", 3)])

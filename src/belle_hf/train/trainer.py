@@ -82,10 +82,13 @@ def check_method_supported(recipe: Recipe) -> None:
         raise BelleError("method qlora needs bitsandbytes: pip install 'belle-hf[gpu]'") from None
 
 
-def device_defaults(training: dict[str, Any]) -> dict[str, Any]:
-    """``SFTConfig`` settings the machine dictates; the recipe's own ``training`` values win over them."""
+def device_defaults(training: dict[str, Any], gpu: bool | None = None) -> dict[str, Any]:
+    """``SFTConfig`` settings the machine dictates; the recipe's own ``training`` values win over them.
+
+    ``gpu`` says which machine to plan for (default: this one).
+    """
     settings: dict[str, Any] = {}
-    if cuda_available():
+    if cuda_available() if gpu is None else gpu:
         import torch
 
         if "bf16" not in training and "fp16" not in training:
@@ -179,6 +182,16 @@ def build_sft_config(recipe: Recipe, has_eval: bool = False):
     """``SFTConfig`` from the recipe: project defaults < device settings < the recipe's ``training``."""
     from trl import SFTConfig
 
+    values = sft_config_values(recipe, has_eval)
+    try:
+        return SFTConfig(**values)
+    except (ValueError, TypeError) as error:
+        raise BelleError(f"invalid training settings: {error}") from None
+
+
+def sft_config_values(recipe: Recipe, has_eval: bool = False, gpu: bool | None = None) -> dict[str, Any]:
+    """The keyword arguments :func:`build_sft_config` gives ``SFTConfig`` (DeepSpeed config resolved to a
+    file), for this machine or, with ``gpu``, for a machine with or without a GPU."""
     recipe.check_training_fields()
     training = dict(recipe.training)
     values: dict[str, Any] = {
@@ -196,16 +209,13 @@ def build_sft_config(recipe: Recipe, has_eval: bool = False):
         values["learning_rate"] = 2e-5
     else:
         values["learning_rate"] = 2e-4
-    values.update(device_defaults(training))
+    values.update(device_defaults(training, gpu))
     values.update(training)
     if values.get("deepspeed"):
         values["deepspeed"] = resolve_deepspeed_config(values["deepspeed"])
     if values.get("packing") and values.get("max_length") is None:
         raise BelleError("training.packing needs training.max_length (the length of a packed row)")
-    try:
-        return SFTConfig(**values)
-    except (ValueError, TypeError) as error:
-        raise BelleError(f"invalid training settings: {error}") from None
+    return values
 
 
 def resolve_deepspeed_config(value: Any) -> Any:
