@@ -32,6 +32,7 @@ def test_lora_run_writes_every_output(run_belle, write_recipe, tmp_path):
     assert metrics["examples"]["eval"] == 4 and metrics["examples"]["train"] > 0
     assert metrics["train"]["train_loss"] > 0 and "eval_loss" in metrics["eval"]
     assert sum(1 for entry in metrics["log_history"] if "loss" in entry) == 3
+    assert metrics["world_size"] == 1
     card = (output / "README.md").read_text(encoding="utf-8")
     assert "library_name: peft" in card and "LoRA" in card and "sample:alpaca" in card
     assert "learning_rate" in card
@@ -154,7 +155,6 @@ def test_two_processes_on_cpu(run_belle, write_recipe, tmp_path):
     assert code == 0, err
     metrics = read_metrics(tmp_path / "out")
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
-    assert metrics["train"]["epoch"] > 0
-    # Two processes, 2 per device: each optimizer step saw 4 conversations.
-    assert metrics["train"]["train_samples_per_second"] > 0
+    assert metrics["world_size"] == 2
+    assert [entry["step"] for entry in metrics["log_history"] if "loss" in entry] == [1, 2]
     assert os.environ.get("RANK") is None  # the launcher did not leak its environment into this process

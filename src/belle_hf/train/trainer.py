@@ -341,6 +341,7 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
         metrics["eval"] = trainer.evaluate()
     metrics["examples"] = {"train": len(data.train_dataset),
                            "eval": len(data.eval_dataset) if data.eval_dataset is not None else 0}
+    metrics["world_size"] = trainer.args.world_size
     metrics["truncation"] = vars(data.truncation)
     if data.eval_truncation is not None:
         metrics["eval_truncation"] = vars(data.eval_truncation)
