@@ -76,3 +76,11 @@ def test_lora_target_modules_per_architecture():
     recipe.lora.target_modules = ["q_proj"]
     config = build_peft_config(recipe, "llama")
     assert config.target_modules == {"q_proj"} and config.r == 8 and config.lora_alpha == 16
+
+
+def test_a_broken_data_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"instruction": "你好", "output": "您好"}\n{broken\n', encoding="utf-8")
+    recipe = Recipe(model="m", data=sources({"path": str(path)}))
+    with pytest.raises(BelleError, match="broken.jsonl: cannot load.*belle data convert"):
+        mix_sources(recipe)

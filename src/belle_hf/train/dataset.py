@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from belle_hf.errors import BelleError
 from belle_hf.train.recipe import SAMPLE_PREFIX, DataSource, Recipe
@@ -51,9 +52,19 @@ def source_path(source: DataSource) -> str:
 
 def load_source(source: DataSource):
     """One source as a ``datasets.Dataset`` with a ``messages`` column."""
+    from datasets.exceptions import DatasetsError
+
     from belle_hf.data import load
 
-    dataset = load(source_path(source), split=source.split, schema=source.schema)
+    path = source_path(source)
+    try:
+        dataset = load(path, split=source.split, schema=source.schema)
+    except BelleError:
+        raise
+    except (DatasetsError, OSError, ValueError) as error:
+        cause = error.__cause__ or error
+        hint = f"; `belle data convert {path} -o checked.jsonl` names the bad line" if Path(path).is_file() else ""
+        raise BelleError(f"{source.path}: cannot load this data source ({cause}){hint}") from None
     if source.max_samples is not None and source.max_samples < len(dataset):
         dataset = dataset.select(range(source.max_samples))
     return dataset.select_columns(["messages"])
