@@ -60,7 +60,7 @@ def measure(recipe_values: dict, workdir: Path, name: str) -> dict:
     values = json.loads(json.dumps(recipe_values))
     values["output_dir"] = str(workdir / name)
     recipe = Recipe.from_dict(values)
-    trainer, data = build_trainer(recipe)
+    trainer, _ = build_trainer(recipe)
     fraction, real_tokens = padding_fraction(trainer)
     start = time.perf_counter()
     trainer.train()

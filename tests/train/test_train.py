@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from belle_hf.errors import BelleError
 from belle_hf.train.recipe import load_recipe
 
 pytestmark = pytest.mark.slow
@@ -22,7 +21,7 @@ def test_lora_run_writes_every_output(run_belle, write_recipe, tmp_path):
     recipe = write_recipe(data=[{"path": "sample:belle-multiturn", "max_samples": 24, "weight": 1},
                                 {"path": "sample:alpaca", "max_samples": 24, "weight": 1}],
                           eval_split=4, training={"packing": True, "eval_strategy": "no"})
-    code, out, err = run_belle("train", recipe, "training.max_steps=3")
+    code, _, err = run_belle("train", recipe, "training.max_steps=3")
     assert code == 0, err
     output = tmp_path / "out"
     assert (output / "adapter_model.safetensors").is_file()
@@ -135,7 +134,7 @@ def test_packed_rows_do_not_attend_across_conversations(write_recipe):
 
     recipe = load_recipe(write_recipe(data=[{"path": "sample:alpaca", "max_samples": 24}]),
                          ["training.packing=true", "training.per_device_train_batch_size=1"])
-    trainer, data = build_trainer(recipe)
+    trainer, _ = build_trainer(recipe)
     batch = next(iter(trainer.get_train_dataloader()))
     positions = batch["position_ids"][0]
     starts = [i for i in range(len(positions)) if positions[i] == 0] + [len(positions)]

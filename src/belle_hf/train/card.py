@@ -73,12 +73,12 @@ def build_model_card(recipe: Recipe, metrics: dict[str, Any] | None = None, mode
                      f"{source.max_samples if source.max_samples is not None else 'all'} |")
     examples = metrics.get("examples", {})
     if examples:
-        lines += ["", f"{examples.get('train', 0)} training conversations, {examples.get('eval', 0)} held out for "
-                      "evaluation. Loss on assistant replies only (every turn)."]
+        lines += ["", (f"{examples.get('train', 0)} training conversations, {examples.get('eval', 0)} held out for "
+                       "evaluation. Loss on assistant replies only (every turn).")]
     truncation = metrics.get("truncation") or {}
     if truncation.get("too_long"):
-        lines += ["", f"{truncation['too_long']} conversations were longer than max_length="
-                      f"{truncation['max_length']} tokens ({truncation['policy']})."]
+        lines += ["", (f"{truncation['too_long']} conversations were longer than max_length="
+                       f"{truncation['max_length']} tokens ({truncation['policy']}).")]
     if any(resolve_corpus(source.path) for source in recipe.data):
         lines += ["", f"BELLE's data: {RESEARCH_USE_NOTICE}"]
     lines += ["", "## Method and hyper-parameters", "", "| setting | value |", "| --- | --- |",

@@ -24,4 +24,4 @@ def launch(recipe_path: str, overrides: list[str], nproc: int) -> int:
     """Run the training on ``nproc`` processes; returns the launcher's exit code."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.run(launch_command(recipe_path, overrides, nproc), env=env).returncode
+    return subprocess.run(launch_command(recipe_path, overrides, nproc), env=env, check=False).returncode
