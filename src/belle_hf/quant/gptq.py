@@ -138,7 +138,8 @@ def quantize_gptq(
     samples = tokenize_calibration(chat_texts(calibration_rows, tokenizer), tokenizer, settings.max_length)
     heldout_texts = chat_texts(heldout_rows, tokenizer)
 
-    fp_model = AutoModelForCausalLM.from_pretrained(model_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    fp_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto", device_map=device)
     ppl_fp, heldout_tokens = perplexity(fp_model, tokenizer, heldout_texts, settings.max_length)
     del fp_model
 
@@ -152,8 +153,7 @@ def quantize_gptq(
             shutil.copyfile(model_dir / "generation_config.json", work_dir / "generation_config.json")
         # Proves the checkpoint loads the standard way before it is published.
         with contextlib.redirect_stdout(sys.stderr):
-            quantized = AutoModelForCausalLM.from_pretrained(
-                work_dir, device_map="cuda" if torch.cuda.is_available() else "cpu")
+            quantized = AutoModelForCausalLM.from_pretrained(work_dir, device_map=device)
         ppl_quantized, _ = perplexity(quantized, tokenizer, heldout_texts, settings.max_length)
         del quantized
         report = QualityReport(
