@@ -138,3 +138,41 @@ def test_decode_example_shows_only_trained_tokens(tokenizer):
     full, trained = decode_example(tokenizer, encoded["input_ids"], encoded["assistant_masks"])
     assert full == "Human: \n你好，请介绍一下北京。\n\nAssistant: \n北京是中国的首都，历史悠久。</s>"
     assert trained == "北京是中国的首都，历史悠久。</s>"
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_style_tokenizer():
+    """A Llama/Mistral-style tokenizer: BPE with byte fallback behind a Metaspace pre-tokenizer that
+    prepends "▁" to the start of every encoded string (prepend_scheme="first")."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from belle_hf.testing.sample_data import sample_text
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    specials = ["<unk>", "<s>", "</s>", "<pad>"] + [f"<0x{i:02X}>" for i in range(256)]
+    backend.train_from_iterator(sample_text().splitlines(),
+                                trainers.BpeTrainer(vocab_size=900, special_tokens=specials, show_progress=False))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", pad_token="<pad>")
+    tokenizer.chat_template = BELLE_CHAT_TEMPLATE
+    return tokenizer
+
+
+def test_sentencepiece_style_tokenizer_gets_no_spurious_space(sentencepiece_style_tokenizer):
+    tokenizer = sentencepiece_style_tokenizer
+    encoded = tokenize_conversation(tokenizer, CONVERSATION, BELLE_CHAT_TEMPLATE)
+    replies = [m["content"] + tokenizer.eos_token for m in CONVERSATION if m["role"] == "assistant"]
+    assert _runs(tokenizer, encoded) == replies
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+    mask = encoded["assistant_masks"]
+    first_trained = [tokens[i] for i in range(len(mask)) if mask[i] and not mask[i - 1]]
+    assert all(not token.startswith("▁") for token in first_trained)
+    # Each prompt is tokenized exactly as at inference (one string, add_generation_prompt=True).
+    starts = [i for i in range(len(mask)) if mask[i] and not mask[i - 1]]
+    turns = [i for i, m in enumerate(CONVERSATION) if m["role"] == "assistant"]
+    for start, turn in zip(starts, turns, strict=True):
+        prompt = tokenizer.apply_chat_template(CONVERSATION[:turn], tokenize=False, add_generation_prompt=True)
+        assert encoded["input_ids"][:start] == tokenizer(prompt, add_special_tokens=False)["input_ids"]

@@ -11,7 +11,7 @@ space included, and the prompt is tokenized differently from what the model sees
 
 :func:`tokenize_conversation` therefore renders the template once (transformers gives the
 character spans of the ``{% generation %}`` blocks), cuts the text at those spans and tokenizes
-each piece on its own. No token can straddle a boundary, the mask is exact by construction, and
+each piece on its own (behind a special token, so SentencePiece-style tokenizers add no ``▁``). No token can straddle a boundary, the mask is exact by construction, and
 each prompt part is tokenized exactly as ``apply_chat_template(..., add_generation_prompt=True)``
 tokenizes it at inference. This is hand-written because neither TRL nor transformers offers
 segment-wise tokenization of a chat template.
@@ -81,21 +81,40 @@ def tokenize_conversation(tokenizer, messages: list[dict[str, Any]], chat_templa
         **tokenizer.special_tokens_map,
     )
     text, spans = rendered[0], sorted(spans[0])
-    input_ids: list[int] = []
-    mask: list[int] = []
+    pieces: list[tuple[str, int]] = []
     position = 0
     for start, end in spans:
-        for piece, trained in ((text[position:start], 0), (text[start:end], 1)):
-            if piece:
-                ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
-                input_ids.extend(ids)
-                mask.extend([trained] * len(ids))
+        pieces += [(text[position:start], 0), (text[start:end], 1)]
         position = max(position, end)
-    if position < len(text):
-        ids = tokenizer(text[position:], add_special_tokens=False)["input_ids"]
-        input_ids.extend(ids)
-        mask.extend([0] * len(ids))
+    pieces.append((text[position:], 0))
+    input_ids: list[int] = []
+    mask: list[int] = []
+    for piece, trained in pieces:
+        if piece:
+            ids = _encode_piece(tokenizer, piece, first=not input_ids)
+            input_ids.extend(ids)
+            mask.extend([trained] * len(ids))
     return {"input_ids": input_ids, "assistant_masks": mask}
+
+
+def _encode_piece(tokenizer, piece: str, first: bool) -> list[int]:
+    """Token ids of ``piece`` as they come out inside a longer text.
+
+    SentencePiece-style tokenizers (Llama, Mistral: ``Metaspace`` with ``prepend_scheme="first"``)
+    prepend a ``▁`` to the start of every string they encode, so a reply encoded alone would start
+    with a spurious space token. A piece after the first is therefore encoded behind a special
+    token (the eos), which ends a section of text so nothing merges across it and no ``▁`` is
+    prepended, and the special token's ids are dropped.
+    """
+    if first:
+        return tokenizer(piece, add_special_tokens=False)["input_ids"]
+    anchor = tokenizer.eos_token or tokenizer.bos_token
+    if anchor:
+        anchor_ids = tokenizer(anchor, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(anchor + piece, add_special_tokens=False)["input_ids"]
+        if len(anchor_ids) == 1 and ids[:1] == anchor_ids:
+            return ids[1:]
+    return tokenizer(piece, add_special_tokens=False)["input_ids"]
 
 
 def decode_example(tokenizer, input_ids: list[int], mask: list[int]) -> tuple[str, str]:
