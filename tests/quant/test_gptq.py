@@ -67,12 +67,18 @@ def test_quantize_gptq_4bit_cli(run_belle, tiny_model_dir, tmp_path):
     # The folder loads the standard way, with GPTQ layers, and generates.
     config = json.loads((out / "config.json").read_text())
     assert config["quantization_config"]["bits"] == 4 and config["quantization_config"]["group_size"] == 32
+    # belle chat answers with it (stdout holds the reply only) ...
+    code, chat_out, err = run_belle("chat", out, "--prompt", "你好", "--max-new-tokens", "6", "--temperature", "0")
+    assert code == 0, err
+    # ... the same as transformers' greedy generation.
     model = AutoModelForCausalLM.from_pretrained(out, device_map="cpu")
     assert not isinstance(model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
     inputs = tokenizer.apply_chat_template([{"role": "user", "content": "你好"}], add_generation_prompt=True,
                                            return_tensors="pt", return_dict=True)
     generated = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert generated.shape[1] > inputs["input_ids"].shape[1]
+    reply = tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert chat_out == reply + "\n"
     assert AutoTokenizer.from_pretrained(out).chat_template == tokenizer.chat_template
     assert (out / "generation_config.json").read_text() == (tiny_model_dir / "generation_config.json").read_text()
     # Nothing but the output folder is left beside it.

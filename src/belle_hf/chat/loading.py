@@ -47,11 +47,11 @@ def load_chat_model(model: str | os.PathLike, adapter: str | os.PathLike | None 
         _check_folder(adapter, "adapter")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = load_tokenizer(model, adapter)
-    loaded = AutoModelForCausalLM.from_pretrained(model, dtype="auto", device_map=device)
-    if adapter is not None:
-        # peft imports gptqmodel when it is installed, which prints a banner on stdout: keep stdout for
-        # the reply (``belle chat --prompt`` is used in scripts).
-        with contextlib.redirect_stdout(sys.stderr):
+    # Loading a GPTQ model, or a peft adapter, imports gptqmodel when it is installed, which prints
+    # a banner and logs on stdout: keep stdout for the reply (``belle chat --prompt`` feeds scripts).
+    with contextlib.redirect_stdout(sys.stderr):
+        loaded = AutoModelForCausalLM.from_pretrained(model, dtype="auto", device_map=device)
+        if adapter is not None:
             from peft import PeftModel
 
             loaded = PeftModel.from_pretrained(loaded, str(adapter))
