@@ -47,6 +47,8 @@ def split_calibration_and_heldout(
     """
     if n_samples < 1:
         raise BelleError(f"--n-samples must be at least 1, not {n_samples}")
+    if n_heldout < 1:
+        raise BelleError(f"--eval-samples must be at least 1, not {n_heldout}")
     if heldout is None:
         rows = load_conversations(calibration, n_samples + n_heldout)
         calibration_rows, heldout_rows = rows[:n_samples], rows[n_samples:]
@@ -55,7 +57,7 @@ def split_calibration_and_heldout(
         heldout_rows = load_conversations(heldout, n_heldout)
     if not calibration_rows:
         raise BelleError(f"{calibration}: no conversations to calibrate with")
-    if n_heldout and not heldout_rows:
+    if not heldout_rows:
         raise BelleError(
             f"{calibration}: only {len(calibration_rows)} records, none left for held-out perplexity; "
             "lower --n-samples or pass --eval-data"

@@ -15,9 +15,13 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 from belle_hf.errors import BelleError
 from belle_hf.io import atomic_path
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -50,19 +54,18 @@ def permute_for_rope(weights, n_head: int, n_head_kv: int | None = None):
     return weights.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
 
-def _read_state_dict(model_dir: Path) -> dict:
-    """All tensors of the safetensors shards as float32 numpy arrays."""
+def _iter_tensors(model_dir: Path) -> Iterator[tuple[str, "np.ndarray"]]:
+    """``(name, float32 array)`` for every tensor of the safetensors shards, one at a time, so
+    only one tensor is ever held in float32."""
     from safetensors import safe_open
 
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise BelleError(f"{model_dir}: no .safetensors weights (save the model with safe_serialization=True)")
-    tensors = {}
     for file in files:
         with safe_open(str(file), framework="pt") as handle:
             for name in handle.keys():
-                tensors[name] = handle.get_tensor(name).float().numpy()
-    return tensors
+                yield name, handle.get_tensor(name).float().numpy()
 
 
 def _load_vocab(model_dir: Path):
@@ -161,12 +164,11 @@ def export_gguf(model_dir: str | os.PathLike, out_file: str | os.PathLike, type:
     name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
     n_head, n_head_kv = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
 
-    tensors = _read_state_dict(model_dir)
     with atomic_path(out_file) as tmp:
         writer = gguf.GGUFWriter(str(tmp), arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
         _add_metadata(writer, config, file_type, model_dir.name)
         _add_tokenizer(writer, model_dir, config)
-        for hf_name, data in tensors.items():
+        for hf_name, data in _iter_tensors(model_dir):
             if hf_name.endswith("rotary_emb.inv_freq"):
                 continue
             gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
