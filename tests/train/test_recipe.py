@@ -81,7 +81,7 @@ def test_quickstart_recipe_is_valid():
 def test_every_paper_recipe_is_shipped():
     names = {p.stem for p in PAPER_RECIPES}
     expected = {"bloomz-7b1-mt-0.2M", "bloomz-7b1-mt-0.6M", "bloomz-7b1-mt-1M", "bloomz-7b1-mt-2M",
-                "llama-7b-full-2M", "llama-7b-lora-0.6M", "llama-7b-lora-2M", "llama-7b-lora-4M",
+                "llama-7b-full-2M", "llama-7b-full-0.6M", "llama-7b-lora-0.6M", "llama-7b-lora-2M", "llama-7b-lora-4M",
                 "llama-13b-lora-2M", "llama-7b-full-2M-math-lora", "llama-7b-full-2M-math-full"}
     assert expected <= names
 
