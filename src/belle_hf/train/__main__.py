@@ -7,6 +7,7 @@ This is what each process of a multi-process run executes (``belle train --nproc
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from belle_hf.errors import BelleError
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     except BelleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"trained model written to {result.output_dir}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"trained model written to {result.output_dir}")
     return 0
 
 
