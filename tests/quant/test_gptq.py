@@ -90,6 +90,28 @@ def test_quantize_gptq_4bit_cli(run_belle, tiny_model_dir, tmp_path):
     assert code == 1 and "--overwrite" in err
 
 
+@pytest.mark.slow
+def test_quantize_gptq_8bit_desc_act_api(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from belle_hf.quant import GPTQSettings, QualityReport, quantize_gptq
+
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text(sample_data_path("conversations").read_text(encoding="utf-8"), encoding="utf-8")
+    settings = GPTQSettings(calibration=str(sample_data_path("alpaca")), bits=8, group_size=64, desc_act=True,
+                            n_samples=8, eval_data=str(heldout), eval_samples=4)
+    report = quantize_gptq(tiny_model_dir, tmp_path / "q8", settings)
+    assert QualityReport.load(tmp_path / "q8") == report
+    assert (report.bits, report.group_size, report.desc_act, report.calibration_samples) == (8, 64, True, 8)
+    assert report.heldout_source == str(heldout) and report.heldout_samples == 4
+    # 8-bit is nearly lossless, and bigger on disk than 4-bit would be but smaller than float32.
+    assert abs(math.log(report.ppl_quantized / report.ppl_fp)) < 0.02
+    assert report.size_after_bytes < report.size_before_bytes
+    quantization = json.loads((tmp_path / "q8" / "config.json").read_text())["quantization_config"]
+    assert (quantization["bits"], quantization["group_size"], quantization["desc_act"]) == (8, 64, True)
+    AutoModelForCausalLM.from_pretrained(tmp_path / "q8", device_map="cpu")
+
+
 def test_group_size_is_checked_against_the_model(run_belle, tiny_model_dir, tmp_path):
     sizes = linear_in_features(tiny_model_dir)
     assert set(sizes.values()) == {64, 128}  # hidden size, intermediate size

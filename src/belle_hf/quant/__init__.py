@@ -11,8 +11,8 @@ Heavy libraries (gptqmodel, gguf, torch) load inside the functions that need the
 from belle_hf.quant.calibration import chat_texts, split_calibration_and_heldout
 from belle_hf.quant.gguf_export import GGUF_TYPES, export_gguf
 from belle_hf.quant.gptq import GPTQSettings, quantize_gptq, validate_group_size
-from belle_hf.quant.report import QualityReport, weights_size
 from belle_hf.quant.perplexity import perplexity
+from belle_hf.quant.report import QualityReport, weights_size
 
 __all__ = [
     "GGUF_TYPES",
