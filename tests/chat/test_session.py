@@ -71,6 +71,15 @@ def test_adapter_changes_the_reply_as_peft_does(tiny_model_dir, tiny_adapter_dir
     assert with_adapter != greedy_reply(tiny_model_dir, messages, 12)
 
 
+def test_adapter_folder_as_the_model_means_its_base_plus_it(run_belle, tiny_model_dir, tiny_adapter_dir):
+    # belle train's LoRA output is an adapter folder naming its base.
+    code, out, err = run_belle("chat", tiny_adapter_dir, "--prompt", "你好", "--max-new-tokens", "12",
+                               "--temperature", "0")
+    assert code == 0, err
+    assert out.endswith(greedy_reply(tiny_model_dir, [{"role": "user", "content": "你好"}], 12,
+                                     adapter=tiny_adapter_dir) + "\n")
+
+
 def test_model_without_chat_template_gets_belles(tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 

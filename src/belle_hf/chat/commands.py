@@ -9,8 +9,8 @@ import typer
 
 
 def chat(
-    model: str = typer.Argument(..., help="HF model folder or Hub id (with --gguf: the folder whose tokenizer and "
-                                "chat template render the prompt)."),
+    model: str = typer.Argument(..., help="HF model folder, Hub id or LoRA adapter folder (with --gguf: the folder "
+                                "whose tokenizer and chat template render the prompt)."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="peft LoRA adapter folder to apply."),
     gguf: Optional[Path] = typer.Option(None, "--gguf", help="Run this GGUF file with llama-cpp-python instead."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Answer this message once and exit."),
@@ -53,7 +53,7 @@ def chat(
 
 
 def serve(
-    model: str = typer.Argument(..., help="HF model folder or Hub id."),
+    model: str = typer.Argument(..., help="HF model folder, Hub id or LoRA adapter folder."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="peft LoRA adapter folder, merged before serving."),
     port: int = typer.Option(8000, "--port"),
     host: str = typer.Option("127.0.0.1", "--host", help="Listen address (0.0.0.0 exposes it to the network)."),

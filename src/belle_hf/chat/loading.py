@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,18 @@ def _looks_like_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not name.startswith((".", "/", "~"))
 
 
+def resolve_adapter(model: str | os.PathLike, adapter: str | os.PathLike | None) -> tuple[str, str | None]:
+    """``(base model, adapter)``: a LoRA folder given as the model (``belle train``'s LoRA output)
+    stands for its base (``base_model_name_or_path`` in ``adapter_config.json``) plus itself."""
+    config_file = Path(model) / "adapter_config.json"
+    if adapter is None and config_file.is_file():
+        base = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        if not base:
+            raise BelleError(f"{config_file}: no base_model_name_or_path; pass the base model and --adapter")
+        return str(base), str(model)
+    return str(model), None if adapter is None else str(adapter)
+
+
 def load_tokenizer(model: str | os.PathLike, adapter: str | os.PathLike | None = None):
     """The tokenizer of the adapter folder if it saved one (training may add a template), else the
     model's; BELLE's chat template is set when it has none."""
@@ -43,6 +56,8 @@ def load_chat_model(model: str | os.PathLike, adapter: str | os.PathLike | None 
     from transformers import AutoModelForCausalLM
 
     _check_folder(model, "model")
+    model, adapter = resolve_adapter(model, adapter)
+    _check_folder(model, "base model")
     if adapter is not None:
         _check_folder(adapter, "adapter")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -66,8 +81,9 @@ def prepare_model_folder(model: str | os.PathLike, adapter: str | os.PathLike | 
     BELLE's chat template."""
     from transformers import AutoTokenizer
 
-    model_path = Path(model)
     _check_folder(model, "model")
+    model, adapter = resolve_adapter(model, adapter)
+    model_path = Path(model)
     if adapter is None:
         tokenizer = AutoTokenizer.from_pretrained(model)
         if tokenizer.chat_template:
