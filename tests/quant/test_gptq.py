@@ -33,14 +33,19 @@ def _fp_perplexity_by_hand(model_dir, texts) -> float:
 
 
 @pytest.mark.slow
-def test_quantize_gptq_4bit_cli(run_belle, tiny_model_dir, tmp_path):
+def test_quantize_gptq_4bit_cli(run_belle, tiny_model_dir, tmp_path, tmp_path_factory, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "tiny-gptq"
+    workdir = tmp_path_factory.mktemp("cwd")
+    monkeypatch.chdir(workdir)
     code, stdout, err = run_belle("quantize", "gptq", tiny_model_dir, "-o", out, "--bits", "4", "--group-size", "32",
                                   "--calibration", CALIBRATION, "--n-samples", "16", "--eval-samples", "8")
     assert code == 0, err
+    # GPTQModel's per-module logs land in the output folder, not in the working directory.
+    assert list(workdir.iterdir()) == []
+    assert any((out / "quant_logs").iterdir())
 
     report = json.loads((out / "quality.json").read_text(encoding="utf-8"))
     assert (report["method"], report["bits"], report["group_size"], report["desc_act"]) == ("gptq", 4, 32, False)

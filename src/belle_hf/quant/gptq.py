@@ -85,6 +85,27 @@ def validate_group_size(group_size: int, in_features: dict[str, int]) -> None:
         )
 
 
+QUANT_LOG_DIR = "quant_logs"
+"""GPTQModel's per-module quantization logs (loss, damping, time), kept in the output folder."""
+
+
+@contextlib.contextmanager
+def _gptqmodel_logs_in(path: Path):
+    """Point GPTQModel's per-module logs at ``path``.
+
+    GPTQModel 7.6 writes them to ``./logs`` of the current directory, from a module constant with
+    no setting; without this every run litters the user's working directory.
+    """
+    from gptqmodel.looper import loop_processor
+
+    previous = loop_processor._PROJECT_LOG_DIR
+    loop_processor._PROJECT_LOG_DIR = Path(path)
+    try:
+        yield
+    finally:
+        loop_processor._PROJECT_LOG_DIR = previous
+
+
 def _quantize_with_gptqmodel(model_dir: Path, out_dir: Path, settings: GPTQSettings, samples, tokenizer) -> str:
     """Run GPTQModel and save the checkpoint to ``out_dir``; returns the quantizer's name and version."""
     import torch
@@ -104,7 +125,8 @@ def _quantize_with_gptqmodel(model_dir: Path, out_dir: Path, settings: GPTQSetti
         model = GPTQModel.load(str(model_dir), config)
         # calibration_data_min_length=1: GPTQModel drops samples of 10 tokens or fewer by default,
         # which would discard short Chinese Q&A turns.
-        model.quantize(samples, tokenizer=tokenizer, backend=backend, calibration_data_min_length=1)
+        with _gptqmodel_logs_in(out_dir / QUANT_LOG_DIR):
+            model.quantize(samples, tokenizer=tokenizer, backend=backend, calibration_data_min_length=1)
         model.save(str(out_dir))
     return f"gptqmodel {gptqmodel.__version__}"
 
