@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from belle_hf.errors import BelleError
+from belle_hf.shipped import shipped_path
 
-MODEL_CARDS_DIR = Path(__file__).resolve().parents[3] / "model_cards"
-"""The card templates, in a checkout of this repository (override with ``BELLE_MODEL_CARDS``)."""
+MODEL_CARDS_DIR = shipped_path("model_cards")
+"""The card templates shipped with belle-hf (override with ``BELLE_MODEL_CARDS``)."""
 
 RELATIONS = ("finetune", "adapter", "quantized", "merge")
 KINDS = ("model", "adapter", "quantized", "merge", "xor")

@@ -18,6 +18,7 @@ from typing import Any
 
 from belle_hf.errors import BelleError
 from belle_hf.io import atomic_write_text
+from belle_hf.shipped import shipped_path
 from belle_hf.train.dataset import TruncationReport, mix_sources, split_eval, tokenize_dataset
 from belle_hf.train.recipe import SECRET_FIELDS, TINY_MODEL, Recipe
 
@@ -219,13 +220,13 @@ def sft_config_values(recipe: Recipe, has_eval: bool = False, gpu: bool | None =
 
 
 def resolve_deepspeed_config(value: Any) -> Any:
-    """A DeepSpeed config path as given, else a file of ``recipes/deepspeed`` (here or in the checkout)."""
+    """A DeepSpeed config path as given, else a file of ``recipes/deepspeed`` (here or shipped with belle-hf)."""
     if isinstance(value, dict):
         return value
     path = Path(str(value)).expanduser()
     if path.is_file():
         return str(path)
-    for folder in (Path.cwd() / "recipes" / "deepspeed", Path(__file__).resolve().parents[3] / "recipes" / "deepspeed"):
+    for folder in (Path.cwd() / "recipes" / "deepspeed", shipped_path("recipes", "deepspeed")):
         if (folder / path.name).is_file():
             return str(folder / path.name)
     raise BelleError(f"training.deepspeed: {value!r} is not a file")
