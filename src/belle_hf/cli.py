@@ -1,7 +1,7 @@
 """The ``belle`` command: parses arguments and calls the library, nothing more.
 
 Each stage keeps its commands in ``belle_hf/<stage>/commands.py`` with a ``register(app)``
-function; this module mounts them. Command modules import only ``typer`` at module level so
+function; this module mounts them all. Command modules import only ``typer`` at module level so
 that ``belle --help`` stays fast; the heavy libraries load inside the command that needs them.
 """
 
@@ -40,13 +40,7 @@ COMMAND_MODULES = [
 
 def _mount_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name and name.startswith(error.name):  # a stage not built yet
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(name).register(app)
 
 
 _mount_commands()
