@@ -162,8 +162,7 @@ def test_cli_publish_pushes_shards_and_card_to_a_hub(loopback_hub, tmp_path, run
     code, out, _ = run_belle("data", "publish", sample_data_path("belle-multiturn"), "belle-test/multiturn",
                              "--config-name", "messages", "--private", "--max-shard-size", "300MB")
     assert code == 0 and "60 rows" in out
-    # (--private reaches create_repo, which huggingface_hub 2.x sends as "visibility"; the
-    # loopback server records only a "private" field, so it is not checked here.)
+    assert loopback_hub.state.repos[("dataset", "belle-test/multiturn")].private  # --private reached the Hub
     files = loopback_hub.repo_files("belle-test/multiturn", "dataset")
     assert sorted(files) == [".gitattributes", "README.md", "messages/train-00000-of-00001.parquet"]
     assert all(token.encode() not in data for data in files.values())

@@ -269,8 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if settings["gated"] not in (False, "auto", "manual"):
                     raise HubError(400, f"invalid gated value {settings['gated']!r}")
                 repo.gated = settings["gated"]
-            if "private" in settings:
-                repo.private = bool(settings["private"])
+            if "private" in settings or "visibility" in settings:
+                repo.private = _is_private(settings)
             return self._json({})
         if action == "refs" and method == "GET":
             return self._json({"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.head.oid}],
@@ -292,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             if (repo_type, repo_id) in self.state.repos:
                 raise HubError(409, "You already created this repo", None)
-            repo = Repo(repo_type, repo_id, bool(payload.get("private")))
+            repo = Repo(repo_type, repo_id, _is_private(payload))
             repo.commits.append(Commit(_new_oid(), "initial commit",
                                        {".gitattributes": StoredFile(GITATTRIBUTES.encode())}))
             self.state.repos[(repo_type, repo_id)] = repo
@@ -555,3 +555,10 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _is_private(payload: dict) -> bool:
+    """huggingface_hub 1.x sends ``private``; 2.x sends ``visibility: public|private|protected``."""
+    if "visibility" in payload:
+        return payload["visibility"] != "public"
+    return bool(payload.get("private"))
