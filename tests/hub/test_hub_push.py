@@ -158,13 +158,22 @@ def test_push_quantized_detects_the_method(hub, tiny_model_dir, tmp_path, run_be
     config = json.loads((folder / "config.json").read_text())
     config["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
     (folder / "config.json").write_text(json.dumps(config))
+    from belle_hf.quant.report import QualityReport
+
+    QualityReport(method="gptq", bits=4, group_size=32, desc_act=False, calibration_source="sample.jsonl",
+                  calibration_samples=16, heldout_source="sample.jsonl", heldout_samples=8, heldout_tokens=321,
+                  ppl_fp=812.25, ppl_quantized=815.5, size_before_bytes=3 * 2**20, size_after_bytes=2**20,
+                  base_model="tiny", quantizer="gptqmodel 7.6.0", seconds=1.0).save(folder)
     code, _out, err = run_belle("hub", "push-quantized", folder, "belle-test/tiny-chat-gptq",
                                "--base-model", "belle-test/tiny-chat")
     assert code == 0, err
     files = hub.repo_files("belle-test/tiny-chat-gptq")
     meta = _card_meta(files["README.md"])
     assert meta["base_model_relation"] == "quantized" and "gptq" in meta["tags"]
-    assert "GPTQ 4-bit" in files["README.md"].decode()
+    card = files["README.md"].decode()
+    assert "GPTQ 4-bit" in card
+    # belle quantize's quality report reaches the card.
+    assert "| perplexity | 812.250 | 815.500 |" in card and "| weights on disk | 3.0 MiB | 1.0 MiB |" in card
     assert files["model.safetensors"] == (folder / "model.safetensors").read_bytes()
 
 

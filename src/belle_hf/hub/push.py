@@ -19,6 +19,7 @@ from pathlib import Path
 
 from belle_hf.errors import BelleError
 from belle_hf.hub.cards import CardConfig, build_model_card, load_eval_summary
+from belle_hf.quant.report import REPORT_FILE as QUALITY_REPORT_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,10 @@ def push_quantized(folder: str | os.PathLike, repo_id: str, *, private: bool = F
     if quantization is None:
         raise BelleError(f"{folder}: no quantized weights found (no *.gguf and no quantization_config in "
                          "config.json); pass quantization= to say what it is")
-    card = build_model_card(_card_config(repo_id, "quantized", quantization=quantization, **card_options))
+    quality_file = folder / QUALITY_REPORT_FILE  # written by ``belle quantize``
+    quality = json.loads(quality_file.read_text(encoding="utf-8")) if quality_file.is_file() else None
+    card = build_model_card(_card_config(repo_id, "quantized", quantization=quantization, **card_options),
+                            quality=quality)
     return push_folder(folder, repo_id, card, private=private, token=token)
 
 
