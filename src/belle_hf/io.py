@@ -4,10 +4,13 @@ ever left half-done."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+logger = logging.getLogger(__name__)
 
 
 def _default_file_mode(path: Path) -> int:
@@ -68,3 +71,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def repair_jsonl_tail(path: str | os.PathLike) -> bytes:
+    """Read an append-only JSON Lines file, mending the end an interrupted writer may have left.
+
+    A last line without its newline is kept (the newline is added) when it is whole JSON, and cut
+    off otherwise, so the next append starts on a fresh line. Returns the file's complete lines.
+    """
+    import orjson
+
+    path = Path(path)
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    tail = data[len(complete):]
+    if not tail:
+        return data
+    try:
+        orjson.loads(tail)
+    except orjson.JSONDecodeError:
+        logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, len(tail))
+        with open(path, "r+b") as handle:
+            handle.truncate(len(complete))
+        return complete
+    with open(path, "ab") as handle:
+        handle.write(b"\n")
+    return data + b"\n"

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from belle_hf.io import atomic_write
+from belle_hf.io import atomic_write, repair_jsonl_tail
 
 
 def row_key(index: int, *parts: Any) -> str:
@@ -38,12 +38,7 @@ class ResumableJsonl:
     def _load_partial(self) -> None:
         if not self.partial.exists():
             return
-        data = self.partial.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):  # a line cut short by a kill
-            with open(self.partial, "r+b") as handle:
-                handle.truncate(len(complete))
-        for line in complete.splitlines():
+        for line in repair_jsonl_tail(self.partial).splitlines():  # a line cut short by a kill is dropped
             try:
                 entry = json.loads(line)
                 self.done[entry["key"]] = entry["row"]

@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from belle_hf.io import repair_jsonl_tail
+
 CACHE_FILE = "responses.jsonl"
 
 
@@ -39,12 +41,7 @@ class ResponseCache:
     def _load(self) -> None:
         if not self.path.exists():
             return
-        data = self.path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):  # a write cut short by a kill: drop the partial line
-            with open(self.path, "r+b") as handle:
-                handle.truncate(len(complete))
-        for line in complete.splitlines():
+        for line in repair_jsonl_tail(self.path).splitlines():  # a write cut short by a kill is dropped
             try:
                 entry = json.loads(line)
                 self._entries[entry["key"]] = entry["response"]

@@ -30,11 +30,15 @@ import orjson
 from belle_hf.data.files import dump_json
 from belle_hf.data.generate.filters import FILTER_NAMES, apply_filters
 from belle_hf.data.generate.parsing import parse_reply
-from belle_hf.data.generate.prompt import encode_prompt, load_prompt_template, prompt_hash
+from belle_hf.data.generate.prompt import (
+    encode_prompt,
+    load_prompt_template,
+    prompt_hash,
+)
 from belle_hf.data.generate.seeds import SeedTask, load_seed_tasks
 from belle_hf.data.generate.similarity import make_index
 from belle_hf.errors import BelleError, DataFormatError
-from belle_hf.io import atomic_write_text
+from belle_hf.io import atomic_write_text, repair_jsonl_tail
 from belle_hf.llm import ChatClient, ChatResult, EndpointConfig
 
 logger = logging.getLogger(__name__)
@@ -116,21 +120,7 @@ def read_kept_rows(path: Path) -> list[dict[str, Any]]:
     """Rows already in the output. A last line cut short by a kill is removed from the file."""
     if not path.exists():
         return []
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    tail = data[len(complete):]
-    if tail.strip():
-        try:
-            orjson.loads(tail)
-            complete = data + b"\n"  # a whole row without its newline: keep it
-        except orjson.JSONDecodeError:
-            logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, len(tail))
-    if complete != data:
-        with open(path, "r+b") as handle:
-            handle.truncate(min(len(complete), len(data)))
-            if len(complete) > len(data):
-                handle.seek(len(data))
-                handle.write(b"\n")
+    complete = repair_jsonl_tail(path)
     rows = []
     for line_no, line in enumerate(complete.splitlines(), start=1):
         if not line.strip():
