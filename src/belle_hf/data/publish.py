@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from belle_hf.citation import BELLE_CITATION
 from belle_hf.data.registry import CORPORA, RESEARCH_USE_NOTICE, Corpus, resolve_corpus
 from belle_hf.errors import BelleError
 
@@ -33,30 +34,6 @@ DEFAULT_MAX_SHARD_SIZE = "300MB"
 DEFAULT_ROW_GROUP_SIZE = "100MB"
 DATASETS_SCRIPTS = Path(__file__).resolve().parents[3] / "datasets_scripts"
 """Where the cards of the registry's corpora live in a checkout of this repository."""
-
-BELLE_CITATION = """\
-@misc{BELLE,
-  author = {BELLEGroup},
-  title = {BELLE: Be Everyone's Large Language model Engine},
-  year = {2023},
-  publisher = {GitHub},
-  journal = {GitHub repository},
-  howpublished = {\\url{https://github.com/LianjiaTech/BELLE}},
-}
-
-@article{belle2023exploring,
-  title = {Exploring the Impact of Instruction Data Scaling on Large Language Models: An Empirical Study on Real-World Use Cases},
-  author = {Yunjie Ji and Yong Deng and Yan Gong and Yiping Peng and Qiang Niu and Lei Zhang and Baochang Ma and Xiangang Li},
-  journal = {arXiv preprint arXiv:2303.14742},
-  year = {2023}
-}
-
-@article{ji2023better,
-  title = {Towards Better Instruction Following Language Models for Chinese: Investigating the Impact of Training Data and Evaluation},
-  author = {Yunjie Ji and Yan Gong and Yong Deng and Yiping Peng and Qiang Niu and Baochang Ma and Xiangang Li},
-  journal = {arXiv preprint arXiv:2304.07854},
-  year = {2023}
-}"""
 
 CARD_TEMPLATE = """\
 ---

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from belle_hf.citation import BELLE_CITATION
 from belle_hf.errors import BelleError
 from belle_hf.shipped import shipped_path
 
@@ -50,16 +51,6 @@ RESEARCH_USE_NOTICE = (
     "use and any use that harms society are not allowed. Its answers may be wrong, biased or harmful: "
     "check them before relying on them."
 )
-
-BELLE_CITATION = """\
-@misc{BELLE,
-  author = {BELLEGroup},
-  title = {BELLE: Be Everyone's Large Language model Engine},
-  year = {2023},
-  publisher = {GitHub},
-  journal = {GitHub repository},
-  howpublished = {\\url{https://github.com/LianjiaTech/BELLE}},
-}"""
 
 DEFAULT_WIDGET = [
     {"example_title": "介绍", "messages": [{"role": "user", "content": "请用三句话介绍一下北京。"}]},
