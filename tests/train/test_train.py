@@ -157,3 +157,21 @@ def test_two_processes_on_cpu(run_belle, write_recipe, tmp_path):
     assert metrics["world_size"] == 2
     assert [entry["step"] for entry in metrics["log_history"] if "loss" in entry] == [1, 2]
     assert os.environ.get("RANK") is None  # the launcher did not leak its environment into this process
+    assert out.count("trained model written") == 1  # workers stay quiet, the launcher reports
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_two_processes_on_cpu(run_belle, write_recipe, tmp_path):
+    """A real DeepSpeed ZeRO-2 run of the full tiny model, 2 CPU processes, with the shipped config."""
+    pytest.importorskip("deepspeed", reason="deepspeed is in the [gpu] and [dev] extras")
+    recipe = write_recipe(method="full", training={"max_steps": 2, "per_device_train_batch_size": 2,
+                                                   "save_steps": 10, "deepspeed": "zero2.json"})
+    code, out, err = run_belle("train", recipe, "--nproc", "2")
+    assert code == 0, err
+    metrics = read_metrics(tmp_path / "out")
+    assert metrics["world_size"] == 2
+    assert [entry["step"] for entry in metrics["log_history"] if "loss" in entry] == [1, 2]
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(tmp_path / "out")  # the ZeRO-2 weights load back as a normal model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -45,6 +46,8 @@ def train_command(
     from belle_hf.train.trainer import train
 
     result = train(loaded)
+    if int(os.environ.get("RANK", "0")) != 0:  # a worker of --nproc: the launcher reports
+        return
     if result.completed_before:
         typer.echo(f"{result.output_dir} already holds this recipe's finished run; delete it to train again")
         return
