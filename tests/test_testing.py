@@ -70,3 +70,23 @@ def test_shipped_files_are_found_through_the_package():
     assert (shipped_path("recipes") / "quickstart.yaml").is_file()
     assert {p.name for p in shipped_path("recipes", "deepspeed").iterdir()} >= {"zero2.json", "zero3_offload.json"}
     assert (shipped_path("datasets_scripts") / "train_0.5M_CN" / "README.md").is_file()
+
+
+def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
+    import pytest
+
+    from belle_hf.io import atomic_dir
+
+    target = tmp_path / "model"
+    with atomic_dir(target) as staging:
+        (staging / "a.txt").write_text("first")
+    assert (target / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as staging:
+            (staging / "a.txt").write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert (target / "a.txt").read_text() == "first"
+    with atomic_dir(target) as staging:
+        (staging / "b.txt").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or old folder left

@@ -21,9 +21,13 @@ def _default_file_mode(path: Path) -> int:
     """
     if path.exists():
         return path.stat().st_mode & 0o7777
+    return 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 @contextlib.contextmanager
@@ -97,3 +101,30 @@ def repair_jsonl_tail(path: str | os.PathLike) -> bytes:
     with open(path, "ab") as handle:
         handle.write(b"\n")
     return data + b"\n"
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``path``; it becomes ``path`` only if the block succeeds.
+
+    An existing ``path`` is moved aside, the staging folder renamed into place, and the old one
+    removed, so readers see the old folder or the new one, never a half-written one. On any
+    exception the staging folder is removed and ``path`` is left as it was.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield staging
+        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; the result is a normal folder
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(staging, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -18,8 +18,6 @@ make which split) and the ``dataset_info`` features. This module makes both:
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 from belle_hf.citation import BELLE_CITATION
 from belle_hf.data.registry import CORPORA, RESEARCH_USE_NOTICE, Corpus, resolve_corpus
 from belle_hf.errors import BelleError
+from belle_hf.io import atomic_dir
 
 DEFAULT_CONFIG = "messages"
 DEFAULT_SPLIT = "train"
@@ -280,9 +279,7 @@ def publish_local(
     num_shards = int(nbytes / convert_file_size_to_int(max_shard_size)) + 1
     rows_per_group = max(1, len(dataset) * convert_file_size_to_int(row_group_size) // max(nbytes, 1))
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         files = []
         for index in range(num_shards):
             relative = f"{config_name}/{split}-{index:05d}-of-{num_shards:05d}.parquet"
@@ -300,21 +297,7 @@ def publish_local(
         card = dataset_card(corpus, repo_id=repo_id or corpus.repo_id, config_name=config_name, split=split,
                             dataset_info=info, num_rows=len(dataset))
         (tmp / "README.md").write_text(str(card), encoding="utf-8")
-        _replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return PublishResult(str(folder), config_name, split, len(dataset), files)
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-    os.replace(target, old / target.name)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def publish_to_hub(

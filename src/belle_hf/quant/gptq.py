@@ -13,12 +13,12 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from belle_hf.errors import BelleError
+from belle_hf.io import atomic_dir
 from belle_hf.quant.calibration import chat_texts, split_calibration_and_heldout, tokenize_calibration
 from belle_hf.quant.perplexity import perplexity
 from belle_hf.quant.report import QualityReport, weights_size
@@ -165,9 +165,7 @@ def quantize_gptq(
     ppl_fp, heldout_tokens = perplexity(fp_model, tokenizer, heldout_texts, settings.max_length)
     del fp_model
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as work_dir:
         quantizer = _quantize_with_gptqmodel(model_dir, work_dir, settings, samples, tokenizer)
         tokenizer.save_pretrained(work_dir)
         # GPTQModel rewrites generation_config.json (it turns sampling on); keep the model's own.
@@ -197,11 +195,4 @@ def quantize_gptq(
             seconds=round(time.perf_counter() - started, 2),
         )
         report.save(work_dir)
-        work_dir.chmod(0o755)  # mkdtemp makes it private; the published folder is a normal one
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(work_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise
     return report

@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from belle_hf.errors import BelleError
-from belle_hf.io import atomic_write_text
+from belle_hf.io import atomic_dir, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +116,7 @@ def extend_vocab(base: str, corpus: list[str], vocab_size: int, out: str | os.Pa
     logger.info("%d of the %d trained pieces are new", len(added), len(new_json["model"]["vocab"]))
 
     out = Path(out)
-    staging = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with atomic_dir(out) as staging:
         base_tokenizer.save_pretrained(staging)
         atomic_write_text(staging / "tokenizer.json", Tokenizer.from_str(json.dumps(base_json)).to_str())
         extended = AutoTokenizer.from_pretrained(staging)
@@ -133,11 +130,6 @@ def extend_vocab(base: str, corpus: list[str], vocab_size: int, out: str | os.Pa
             resize_model(model_source, len(extended), staging)
             report.model_resized = True
         atomic_write_text(staging / "vocab_extension.json", json.dumps(vars(report), indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
