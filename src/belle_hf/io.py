@@ -8,7 +8,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -128,3 +128,24 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_keyed_jsonl(path: str | os.PathLike, value_field: str) -> dict[str, Any]:
+    """``{entry["key"]: entry[value_field]}`` over an append-only JSON Lines file of keyed entries.
+
+    A missing file is empty; a torn last line is mended (:func:`repair_jsonl_tail`); a damaged
+    line is skipped, so it counts as not done rather than crashing a resume.
+    """
+    import json
+
+    path = Path(path)
+    entries: dict[str, Any] = {}
+    if not path.exists():
+        return entries
+    for line in repair_jsonl_tail(path).splitlines():
+        try:
+            entry = json.loads(line)
+            entries[entry["key"]] = entry[value_field]
+        except (ValueError, KeyError, TypeError):
+            continue
+    return entries

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from belle_hf.io import atomic_write, repair_jsonl_tail
+from belle_hf.io import atomic_write, read_keyed_jsonl
 
 
 def row_key(index: int, *parts: Any) -> str:
@@ -36,14 +36,7 @@ class ResumableJsonl:
             self.partial.unlink()
 
     def _load_partial(self) -> None:
-        if not self.partial.exists():
-            return
-        for line in repair_jsonl_tail(self.partial).splitlines():  # a line cut short by a kill is dropped
-            try:
-                entry = json.loads(line)
-                self.done[entry["key"]] = entry["row"]
-            except (ValueError, KeyError, TypeError):
-                continue
+        self.done.update(read_keyed_jsonl(self.partial, "row"))  # a line cut short by a kill is dropped
 
     def seed_from_output(self, keys: list[str], matches) -> None:
         """Reuse rows of a finished earlier ``OUTPUT``: row ``i`` is taken when

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from belle_hf.io import repair_jsonl_tail
+from belle_hf.io import read_keyed_jsonl
 
 CACHE_FILE = "responses.jsonl"
 
@@ -39,14 +39,8 @@ class ResponseCache:
         self._load()
 
     def _load(self) -> None:
-        if not self.path.exists():
-            return
-        for line in repair_jsonl_tail(self.path).splitlines():  # a write cut short by a kill is dropped
-            try:
-                entry = json.loads(line)
-                self._entries[entry["key"]] = entry["response"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a damaged line is a cache miss, never a crash
+        # A write cut short by a kill is dropped; a damaged line is a cache miss, never a crash.
+        self._entries.update(read_keyed_jsonl(self.path, "response"))
 
     def __len__(self) -> int:
         return len(self._entries)
