@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
 from belle_hf.errors import BelleError
@@ -176,3 +178,75 @@ def test_sentencepiece_style_tokenizer_gets_no_spurious_space(sentencepiece_styl
     for start, turn in zip(starts, turns, strict=True):
         prompt = tokenizer.apply_chat_template(CONVERSATION[:turn], tokenize=False, add_generation_prompt=True)
         assert encoded["input_ids"][:start] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+# --------------------------------------------------------------------- batched == one by one
+def random_conversations(count: int, seed: int) -> list[list[dict]]:
+    """Conversations built to hit the boundaries: system turns or not, one to five turns, replies
+    starting with spaces, newlines or punctuation, empty-looking and very long replies."""
+    import random
+
+    from belle_hf.testing.sample_data import sample_text
+
+    rng = random.Random(seed)
+    lines = [line for line in sample_text().splitlines() if line.strip()]
+    starts = ["", " ", "  ", "\n", "，", "。", "!", "?", " -", "：", "\t", "...", "'", "\""]
+
+    def text(long: bool = False) -> str:
+        parts = rng.sample(lines, rng.randint(20, 40) if long else rng.randint(1, 3))
+        return rng.choice(starts) + rng.choice(["", " ", "\n"]).join(parts) + rng.choice(["", " ", "\n", "。"])
+
+    conversations = []
+    for _ in range(count):
+        messages = [{"role": "system", "content": text()}] if rng.random() < 0.3 else []
+        for _ in range(rng.randint(1, 5)):
+            messages.append({"role": "user", "content": text()})
+            messages.append({"role": "assistant", "content": text(long=rng.random() < 0.1)})
+        conversations.append(messages)
+    return conversations
+
+
+def piece_by_piece(tokenizer, messages, template):
+    """The reference: every piece encoded in its own tokenizer call (the pre-batching algorithm)."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    rendered, spans = render_jinja_template(conversations=[messages], chat_template=template,
+                                            return_assistant_tokens_mask=True, **tokenizer.special_tokens_map)
+    text, position, ids, mask = rendered[0], 0, [], []
+    pieces = []
+    for start, end in sorted(spans[0]):
+        pieces += [(text[position:start], 0), (text[start:end], 1)]
+        position = max(position, end)
+    pieces.append((text[position:], 0))
+    anchor = tokenizer.eos_token
+    for piece, trained in pieces:
+        if not piece:
+            continue
+        if ids:
+            encoded = tokenizer(anchor + piece, add_special_tokens=False)["input_ids"]
+            assert encoded[0] == tokenizer.eos_token_id
+            encoded = encoded[1:]
+        else:
+            encoded = tokenizer(piece, add_special_tokens=False)["input_ids"]
+        ids += encoded
+        mask += [trained] * len(encoded)
+    return {"input_ids": ids, "assistant_masks": mask}
+
+
+@pytest.mark.parametrize("kind", ["byte-level-bpe", "sentencepiece-style"])
+@pytest.mark.parametrize("name", ["belle", "space", "nothing"])
+def test_batched_equals_one_by_one_on_random_conversations(kind, name, request):
+    from belle_hf.train.template import tokenize_conversations
+
+    tokenizer = request.getfixturevalue("tokenizer" if kind == "byte-level-bpe" else "sentencepiece_style_tokenizer")
+    template = TEMPLATES[name]
+    conversations = random_conversations(60, seed=zlib.crc32(f"{kind}-{name}".encode()))
+    batched = tokenize_conversations(tokenizer, conversations, template)
+    assert len(batched["input_ids"]) == len(conversations)
+    for i, messages in enumerate(conversations):
+        alone = tokenize_conversation(tokenizer, messages, template)
+        assert batched["input_ids"][i] == alone["input_ids"], i
+        assert batched["assistant_masks"][i] == alone["assistant_masks"], i
+        assert alone == piece_by_piece(tokenizer, messages, template), i
+        replies = [m["content"] + tokenizer.eos_token for m in messages if m["role"] == "assistant"]
+        assert _runs(tokenizer, alone) == replies, i
