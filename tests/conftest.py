@@ -16,6 +16,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def belle_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own cache of prepared training data, never the user's ``~/.cache/belle_hf``."""
+    path = tmp_path_factory.mktemp("belle-cache")
+    monkeypatch.setenv("BELLE_CACHE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama model + BPE tokenizer with BELLE's chat template, saved as an HF folder."""

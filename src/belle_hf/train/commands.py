@@ -28,8 +28,10 @@ def train_command(
     if preview:
         from belle_hf.train.trainer import preview as preview_examples
 
-        for index, (full, trained) in enumerate(preview_examples(loaded, preview)):
+        examples, report = preview_examples(loaded, preview)
+        for index, (full, trained) in enumerate(examples):
             typer.echo(f"=== example {index}: input ===\n{full}\n=== example {index}: tokens with loss ===\n{trained}\n")
+        typer.echo(f"dropped: {report.dropped_message()}")
         return
     if nproc > 1:
         from belle_hf.train.launch import launch
@@ -54,6 +56,30 @@ def train_command(
     if result.resumed_from:
         typer.echo(f"resumed from {result.resumed_from}")
     typer.echo(f"trained model written to {result.output_dir}")
+
+
+def prepare_command(
+    recipe: Path = typer.Argument(..., help="Recipe YAML file (see recipes/)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, as for belle train."),
+) -> None:
+    """Load, mix and tokenize RECIPE's data ahead of time (no model loaded, no GPU needed); `belle train`
+    on the same recipe then starts without tokenizing. Prints the prepared folder, its size, the row and
+    token counts and the truncation report."""
+    from belle_hf.train.prepared import folder_size
+    from belle_hf.train.recipe import load_recipe
+    from belle_hf.train.trainer import prepare_data
+
+    data = prepare_data(load_recipe(recipe, list(overrides or [])))
+    if data.cache_dir is None:
+        typer.echo("prepared, but not cached: a data source cannot be fingerprinted (a Hub dataset while offline)")
+    else:
+        state = "already prepared" if data.cache_hit else "prepared now"
+        typer.echo(f"prepared data: {data.cache_dir} ({folder_size(data.cache_dir) / 2**20:.1f} MiB, {state})")
+    for name, report in (("train", data.truncation), ("eval", data.eval_truncation)):
+        if report is not None:
+            typer.echo(f"{name}: {report.rows} conversations, {report.tokens} tokens ({report.trained_tokens} trained)")
+            typer.echo(f"{name}: {report.message()}")
+            typer.echo(f"{name}: {report.dropped_message()}")
 
 
 def merge_command(
@@ -93,6 +119,11 @@ def vocab_extend(
 
 
 def register(app: typer.Typer) -> None:
+    # ``belle data prepare`` belongs in the data group but needs the recipe, tokenizer and template of
+    # training: it is mounted from here so that belle_hf.data never imports belle_hf.train.
+    from belle_hf.data.commands import data_app
+
+    data_app.command("prepare")(prepare_command)
     app.command("train")(train_command)
     app.command("merge")(merge_command)
     app.add_typer(vocab_app, name="vocab")

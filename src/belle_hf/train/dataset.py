@@ -11,30 +11,66 @@ labels from ``assistant_masks``, and still sees a conversational dataset for
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from belle_hf.errors import BelleError
 from belle_hf.train.recipe import SAMPLE_PREFIX, DataSource, Recipe
 
 logger = logging.getLogger(__name__)
 
+MAX_DATASET_PROCS = 8
+"""Default cap on tokenizing processes (beyond it, memory and disk, not cores, limit)."""
+ROWS_PER_PROCESS = 10_000
+
 
 @dataclass
 class TruncationReport:
-    """How many tokenized conversations exceed ``max_length``, and what was done with them."""
+    """What tokenizing and truncating one split made of it: how many conversations exceed
+    ``max_length`` and what was done with them, how many were dropped for having no trained token
+    left, and the counts of what remains."""
 
     examples: int = 0
+    """Conversations tokenized."""
     too_long: int = 0
     max_length: int | None = None
     policy: str = "truncate"
     longest: int = 0
+    no_trained_tokens: int = 0
+    """Conversations dropped because no token of theirs would be trained: no assistant reply, or
+    every reply cut off by truncation (a prompt longer than ``max_length``)."""
+    rows: int = 0
+    """Conversations kept."""
+    tokens: int = 0
+    """Tokens of the kept conversations (before truncation)."""
+    trained_tokens: int = 0
+    """Of those, the tokens that carry loss (before truncation)."""
 
     def message(self) -> str:
         action = {"truncate": "truncated to it (the loss tokens past it are not trained)",
                   "drop": "dropped", "error": "refused"}[self.policy]
         return (f"{self.too_long} of {self.examples} conversations are longer than max_length={self.max_length} "
                 f"tokens (longest {self.longest}) and are {action}")
+
+    def dropped_message(self) -> str:
+        return (f"{self.no_trained_tokens} of {self.examples} conversations have no trained token left "
+                f"(no assistant reply, or every reply past max_length={self.max_length}) and are dropped")
+
+
+@dataclass
+class TokenizedSplits:
+    """The tokenized train (and eval) split of a recipe, and where they are cached."""
+
+    train: Any
+    eval: Any
+    truncation: TruncationReport
+    eval_truncation: TruncationReport | None = None
+    cache_dir: Path | None = None
+    """The prepared folder these splits are memory-mapped from (``None``: not cached)."""
+    cache_hit: bool = False
+    """The data was prepared before (by an earlier run, ``belle data prepare`` or the main process)."""
 
 
 def source_path(source: DataSource) -> str:
@@ -102,43 +138,232 @@ def split_eval(dataset, recipe: Recipe):
     return parts["train"], parts["test"]
 
 
+def dataset_num_proc(rows: int, requested: int | None = None) -> int | None:
+    """Processes that tokenize ``rows`` conversations: ``requested`` (the recipe's
+    ``dataset_num_proc``), else the available cores, at most :data:`MAX_DATASET_PROCS` and one per
+    :data:`ROWS_PER_PROCESS` conversations (starting processes costs more than they save on a
+    small dataset). ``None`` means in this process."""
+    if requested is not None:
+        return requested if requested > 1 else None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    procs = min(cores, MAX_DATASET_PROCS, rows // ROWS_PER_PROCESS)
+    return procs if procs > 1 else None
+
+
+def end_of_turn_ids(tokenizer) -> set[int]:
+    """Ids that may end an assistant turn: the special tokens (eos, ``<|im_end|>``, ``<|eot_id|>``...)."""
+    ids = set(tokenizer.all_special_ids)
+    ids.update(i for i, token in tokenizer.added_tokens_decoder.items() if token.special)
+    return ids
+
+
 def tokenize_dataset(dataset, tokenizer, chat_template: str, max_length: int | None, policy: str = "truncate",
-                     name: str = "train", num_proc: int | None = None):
-    """Tokenize a ``messages`` dataset with the exact loss mask and apply the truncation policy.
+                     name: str = "train", num_proc: int | None = None, *, truncation_mode: str = "keep_start",
+                     work_dir: Path | None = None):
+    """Tokenize a ``messages`` dataset with the exact loss mask, drop what would train nothing, and
+    apply the truncation policy.
 
     Returns (dataset with ``messages``, ``input_ids``, ``assistant_masks``; :class:`TruncationReport`).
-    Truncation itself is left to TRL (``max_length`` with ``truncation_mode="keep_start"``, or
-    packing's ``bfd`` which cuts overflow), so what is reported is what TRL does.
+    Truncation itself is left to TRL (``max_length`` with ``truncation_mode``, or packing's ``bfd``
+    which cuts overflow like ``keep_start``), so what is reported is what TRL does; but a
+    conversation that truncation would leave without a trained token is dropped here and counted,
+    so a run never trains on nothing and TRL never meets an empty split. ``work_dir`` receives the
+    intermediate Arrow files (default: ``datasets``' cache).
     """
-    from belle_hf.train.template import tokenize_conversation
+    import numpy as np
 
-    def tokenize(example):
-        encoded = tokenize_conversation(tokenizer, example["messages"], chat_template)
-        encoded["num_tokens"] = len(encoded["input_ids"])
-        encoded["num_trained"] = sum(encoded["assistant_masks"])
+    from belle_hf.train.template import tokenize_conversations
+
+    end_of_turn = end_of_turn_ids(tokenizer)
+
+    def tokenize(batch, indices):
+        encoded = tokenize_conversations(tokenizer, batch["messages"], chat_template)
+        firsts, lasts = [], []
+        for index, mask, ends in zip(indices, encoded["assistant_masks"], encoded.pop("turn_ends")):
+            wrong = next((token for token in ends if token not in end_of_turn), None)
+            if wrong is not None:
+                raise BelleError(
+                    f"the chat template's {{% generation %}} block ends with {tokenizer.convert_ids_to_tokens(wrong)!r}, "
+                    f"not an end-of-turn token such as {tokenizer.eos_token!r}, so the model would never learn to "
+                    f"stop; put the end-of-turn token inside the block ({name} conversation {index})")
+            firsts.append(mask.index(1) if ends else -1)
+            lasts.append(len(mask) - 1 - mask[::-1].index(1) if ends else -1)
+        encoded["num_tokens"] = [len(ids) for ids in encoded["input_ids"]]
+        encoded["num_trained"] = [sum(mask) for mask in encoded["assistant_masks"]]
+        encoded["first_trained"], encoded["last_trained"] = firsts, lasts
         return encoded
 
-    dataset = dataset.map(tokenize, num_proc=num_proc, desc=f"Tokenizing {name} conversations")
+    def cache_file(step: str) -> str | None:
+        return str(work_dir / f"{name}-{step}.arrow") if work_dir is not None else None
+
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("tokenizing %d %s conversations%s", len(dataset), name, f" in {num_proc} processes" if num_proc else "")
+    dataset = dataset.map(tokenize, batched=True, with_indices=True, num_proc=num_proc,
+                          cache_file_name=cache_file("tokenized"), desc=f"Tokenizing {name} conversations")
     # Read the per-row counts as numpy columns: never materialize millions of token lists in Python.
-    counts = dataset.select_columns(["num_tokens", "num_trained"]).with_format("numpy")
-    lengths, trained = counts["num_tokens"][:], counts["num_trained"][:]
-    untrained = int((trained == 0).sum())
-    if untrained:
-        logger.warning("%d %s conversations have no assistant reply and are skipped", untrained, name)
-        dataset = dataset.filter(lambda n: n > 0, input_columns=["num_trained"], num_proc=num_proc)
-        lengths = lengths[trained > 0]
-    if len(dataset) == 0:
-        raise BelleError(f"no {name} conversation has an assistant reply to train on")
-    report = TruncationReport(examples=len(dataset), max_length=max_length, policy=policy, longest=int(lengths.max()))
+    counts = dataset.select_columns(["num_tokens", "num_trained", "first_trained", "last_trained"])
+    counts = counts.with_format("numpy")[:]
+    lengths, trained, first, last = (np.asarray(counts[column], dtype=np.int64) for column in
+                                     ("num_tokens", "num_trained", "first_trained", "last_trained"))
+    report = TruncationReport(examples=len(dataset), max_length=max_length, policy=policy,
+                              longest=int(lengths.max()) if len(lengths) else 0)
+    keep = trained > 0
     if max_length is not None:
-        report.too_long = int((lengths > max_length).sum())
+        too_long = lengths > max_length
+        report.too_long = int(too_long.sum())
+        if policy == "truncate" and truncation_mode != "none":  # what truncation leaves must still be trained
+            keep &= (last >= lengths - max_length) if truncation_mode == "keep_end" else (first < max_length)
+    report.no_trained_tokens = int((~keep).sum())
+    if not keep.any():
+        if not (trained > 0).any():
+            raise BelleError(f"no {name} conversation has an assistant reply to train on")
+        where = "ends before the last" if truncation_mode == "keep_end" else "starts after the first"
+        raise BelleError(f"every {name} conversation's assistant reply {where} max_length={max_length} tokens "
+                         f"(every prompt is longer than max_length={max_length}), so nothing would be trained; "
+                         "raise training.max_length")
+    if report.no_trained_tokens:
+        logger.warning("%s: %s", name, report.dropped_message())
     if report.too_long:
         if policy == "error":
             raise BelleError(report.message() + "; raise training.max_length or set truncation: truncate or drop")
         logger.warning("%s: %s", name, report.message())
         if policy == "drop":
-            dataset = dataset.filter(lambda n: n <= max_length, input_columns=["num_tokens"], num_proc=num_proc)
-            if len(dataset) == 0:
+            keep &= ~too_long
+            if not keep.any():
                 raise BelleError(f"every {name} conversation is longer than max_length={max_length}")
-    dataset = dataset.remove_columns(["num_tokens", "num_trained"])
+    if not keep.all():
+        dataset = dataset.select(np.flatnonzero(keep), indices_cache_file_name=cache_file("kept"))
+    report.rows, report.tokens, report.trained_tokens = int(keep.sum()), int(lengths[keep].sum()), int(trained[keep].sum())
+    dataset = dataset.remove_columns(["num_tokens", "num_trained", "first_trained", "last_trained"])
     return dataset, report
+
+
+def drop_fully_masked_rows(dataset):
+    """``dataset`` (TRL's prepared rows, with ``labels``) without the rows whose labels are all masked,
+    which would train on nothing (loss 0)."""
+    return dataset.filter(lambda rows: [any(label != -100 for label in labels) for labels in rows],
+                          batched=True, input_columns=["labels"], desc="Dropping rows without a trained token")
+
+
+# ------------------------------------------------------------------------------ prepared once
+PREPARE_TIMEOUT = 24 * 3600
+"""How long a rank waits for the main process to prepare the data (seconds). Waiting polls the
+file system instead of sitting in a collective barrier, so no NCCL/gloo timeout cuts a long
+preparation short; if the main process dies, the launcher (torchrun, accelerate) stops the rest."""
+
+
+def recipe_cache_key(recipe: Recipe, tokenizer, chat_template: str, max_length: int | None) -> str | None:
+    """The key of the recipe's prepared data (:mod:`belle_hf.train.prepared`); ``None`` when a source
+    cannot be fingerprinted (a Hub dataset while offline)."""
+    import dataclasses
+
+    from belle_hf.train import prepared
+
+    sources = []
+    for source in recipe.data:
+        content = prepared.source_fingerprint(source_path(source))
+        if content is None:
+            logger.warning("%s: cannot fingerprint this data source, so its tokenized data is not cached", source.path)
+            return None
+        sources.append({**dataclasses.asdict(source), "content": content})
+    training = recipe.training
+    return prepared.prepared_key({
+        "sources": sources, "max_samples": recipe.max_samples, "eval_split": recipe.eval_split, "seed": recipe.seed,
+        "tokenizer": prepared.tokenizer_fingerprint(tokenizer), "chat_template": chat_template,
+        "max_length": max_length, "truncation": recipe.truncation,
+        "truncation_mode": training.get("truncation_mode", "keep_start"),
+        "packing": bool(training.get("packing")), "packing_strategy": training.get("packing_strategy", "bfd"),
+    })
+
+
+def tokenize_recipe(recipe: Recipe, tokenizer, chat_template: str, max_length: int | None, *,
+                    max_examples: int | None = None, cache: bool = True) -> TokenizedSplits:
+    """The recipe's data loaded, mixed, split and tokenized once: from the prepared cache when it
+    holds this recipe's key, else prepared (by the main process only, the other ranks wait) and
+    saved there atomically. ``max_examples`` (a preview) reads the cache but never writes it."""
+    from belle_hf.train import prepared
+
+    key = recipe_cache_key(recipe, tokenizer, chat_template, max_length) if cache else None
+    if key is None:
+        return _tokenize_recipe(recipe, tokenizer, chat_template, max_length, max_examples)
+    folder = prepared.prepared_root() / key
+    if not prepared.is_complete(folder) and max_examples is None and int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        _wait_for_main_process(folder)
+    if prepared.is_complete(folder):
+        logger.info("using the prepared data in %s (tokenized before, nothing to tokenize)", folder)
+        return load_prepared(folder, max_examples, hit=True)
+    if max_examples is not None:
+        return _tokenize_recipe(recipe, tokenizer, chat_template, max_length, max_examples)
+    import json
+    import shutil
+
+    from datasets import DatasetDict
+
+    from belle_hf.io import atomic_dir
+
+    # Everything, intermediate Arrow files included, is written in a staging folder renamed into
+    # place at the end: a kill at any point leaves no folder that a later run could take as prepared.
+    with atomic_dir(folder) as staging:
+        splits = _tokenize_recipe(recipe, tokenizer, chat_template, max_length, None, work_dir=staging / "work")
+        parts = {"train": splits.train, **({"eval": splits.eval} if splits.eval is not None else {})}
+        DatasetDict(parts).save_to_disk(str(staging / prepared.DATA_DIR))
+        info = {"key": key, "train": vars(splits.truncation),
+                "eval": vars(splits.eval_truncation) if splits.eval_truncation is not None else None}
+        del splits, parts
+        shutil.rmtree(staging / "work", ignore_errors=True)
+        (staging / prepared.INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    logger.info("prepared data saved in %s", folder)
+    return load_prepared(folder, None, hit=False)
+
+
+def load_prepared(folder: Path, max_examples: int | None = None, hit: bool = True) -> TokenizedSplits:
+    """The splits saved in a prepared folder, memory-mapped."""
+    import json
+
+    from datasets import load_from_disk
+
+    from belle_hf.train import prepared
+
+    info = json.loads((folder / prepared.INFO_FILE).read_text(encoding="utf-8"))
+    parts = load_from_disk(str(folder / prepared.DATA_DIR))
+    train = parts["train"]
+    if max_examples is not None:
+        train = train.select(range(min(max_examples, len(train))))
+    evaluation = parts["eval"] if "eval" in parts and max_examples is None else None
+    eval_report = TruncationReport(**info["eval"]) if info.get("eval") and evaluation is not None else None
+    return TokenizedSplits(train, evaluation, TruncationReport(**info["train"]), eval_report, folder, hit)
+
+
+def _wait_for_main_process(folder: Path) -> None:
+    import time
+
+    from belle_hf.train import prepared
+
+    logger.info("rank %s: waiting for the main process to prepare the data in %s", os.environ.get("RANK"), folder)
+    deadline = time.monotonic() + PREPARE_TIMEOUT
+    while not prepared.is_complete(folder):
+        if time.monotonic() > deadline:
+            raise BelleError(f"timed out after {PREPARE_TIMEOUT} s waiting for the main process to prepare {folder}")
+        time.sleep(0.5)
+
+
+def _tokenize_recipe(recipe: Recipe, tokenizer, chat_template: str, max_length: int | None,
+                     max_examples: int | None, work_dir: Path | None = None) -> TokenizedSplits:
+    train_raw, eval_raw = split_eval(mix_sources(recipe), recipe)
+    if max_examples is not None:
+        train_raw = train_raw.select(range(min(max_examples, len(train_raw))))
+    training = recipe.training
+    if training.get("packing"):  # TRL's packing ignores truncation_mode: bfd cuts overflow off the end,
+        mode = "keep_start" if training.get("packing_strategy", "bfd") == "bfd" else "none"  # the others cut nothing
+    else:
+        mode = training.get("truncation_mode", "keep_start")
+    settings = {"policy": recipe.truncation, "truncation_mode": mode, "work_dir": work_dir}
+    train, report = tokenize_dataset(train_raw, tokenizer, chat_template, max_length, name="train",
+                                     num_proc=dataset_num_proc(len(train_raw), recipe.dataset_num_proc), **settings)
+    evaluation, eval_report = None, None
+    if eval_raw is not None and max_examples is None:
+        evaluation, eval_report = tokenize_dataset(eval_raw, tokenizer, chat_template, max_length, name="eval",
+                                                   num_proc=dataset_num_proc(len(eval_raw), recipe.dataset_num_proc),
+                                                   **settings)
+    return TokenizedSplits(train, evaluation, report, eval_report)

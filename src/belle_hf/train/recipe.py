@@ -104,6 +104,9 @@ class Recipe:
     """What to do with conversations longer than ``training.max_length``: ``truncate`` (and report
     how many), ``drop`` them, or stop with an ``error``."""
     seed: int = 42
+    dataset_num_proc: int | None = None
+    """Processes that tokenize the data (and TRL's ``dataset_num_proc``); ``None`` takes the available
+    CPU cores, at most 8 and one per 10,000 conversations."""
     lora: LoraSettings = field(default_factory=LoraSettings)
     training: dict[str, Any] = field(default_factory=dict)
     """Any ``trl.SFTConfig`` field (``learning_rate``, ``num_train_epochs``, ``max_length``,
@@ -182,6 +185,10 @@ class Recipe:
         if secrets:
             raise BelleError(f"{source}: training.{secrets[0]}: recipes are shared files and must not hold tokens; "
                              "set HF_TOKEN or run `hf auth login` instead")
+        if self.dataset_num_proc is not None and (not isinstance(self.dataset_num_proc, int) or self.dataset_num_proc < 1):
+            raise BelleError(f"{source}: dataset_num_proc must be a positive integer, got {self.dataset_num_proc!r}")
+        if "dataset_num_proc" in self.training:
+            raise BelleError(f"{source}: set 'dataset_num_proc' at the top level of the recipe, not under 'training'")
         if "output_dir" in self.training:
             raise BelleError(f"{source}: set 'output_dir' at the top level of the recipe, not under 'training'")
 

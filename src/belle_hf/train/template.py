@@ -83,6 +83,8 @@ def tokenize_conversations(tokenizer, conversations: list[list[dict[str, Any]]],
     A per-piece Python loop calls the tokenizer a dozen times per conversation and spends most of
     its time in call overhead; one batched call runs at the tokenizer's own speed. The result is
     the same as tokenizing each conversation alone: each piece is still encoded on its own.
+    ``turn_ends`` holds the last token of each assistant turn (its end-of-turn token, when the
+    template's ``{% generation %}`` block is right).
     """
     from transformers.utils.chat_template_utils import render_jinja_template
 
@@ -117,12 +119,15 @@ def tokenize_conversations(tokenizer, conversations: list[list[dict[str, Any]]],
         encoded[i] = [anchor_ids[0], *ids]  # the anchor is cut off again below
     input_ids: list[list[int]] = [[] for _ in texts]
     masks: list[list[int]] = [[] for _ in texts]
+    turn_ends: list[list[int]] = [[] for _ in texts]
     for ids, (row, trained, behind) in zip(encoded, where):
         if behind:
             ids = ids[1:]
         input_ids[row].extend(ids)
         masks[row].extend([trained] * len(ids))
-    return {"input_ids": input_ids, "assistant_masks": masks}
+        if trained and ids:
+            turn_ends[row].append(ids[-1])
+    return {"input_ids": input_ids, "assistant_masks": masks, "turn_ends": turn_ends}
 
 
 def _cuts(spans, length: int):

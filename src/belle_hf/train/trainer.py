@@ -19,7 +19,7 @@ from typing import Any
 from belle_hf.errors import BelleError
 from belle_hf.io import atomic_write_text
 from belle_hf.shipped import shipped_path
-from belle_hf.train.dataset import TruncationReport, mix_sources, split_eval, tokenize_dataset
+from belle_hf.train.dataset import TruncationReport, drop_fully_masked_rows, tokenize_recipe
 from belle_hf.train.recipe import SECRET_FIELDS, TINY_MODEL, Recipe
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,10 @@ class PreparedData:
     eval_dataset: Any
     truncation: TruncationReport
     eval_truncation: TruncationReport | None = None
+    cache_dir: Path | None = None
+    """The prepared folder the datasets are memory-mapped from (``None``: not cached)."""
+    cache_hit: bool = False
+    """The data was tokenized before (an earlier run, ``belle data prepare``, the main process)."""
 
 
 @dataclass
@@ -212,6 +216,8 @@ def sft_config_values(recipe: Recipe, has_eval: bool = False, gpu: bool | None =
         values["learning_rate"] = 2e-4
     values.update(device_defaults(training, gpu))
     values.update(training)
+    if recipe.dataset_num_proc is not None:
+        values["dataset_num_proc"] = recipe.dataset_num_proc
     if values.get("deepspeed"):
         values["deepspeed"] = resolve_deepspeed_config(values["deepspeed"])
     if values.get("packing") and values.get("max_length") is None:
@@ -244,28 +250,21 @@ def prepare_data(recipe: Recipe, *, max_examples: int | None = None) -> Prepared
 
     chat_template = resolve_chat_template(tokenizer, recipe.template)
     tokenizer.chat_template = chat_template
-    mixed = mix_sources(recipe)
-    train_raw, eval_raw = split_eval(mixed, recipe)
-    if max_examples is not None:
-        train_raw = train_raw.select(range(min(max_examples, len(train_raw))))
     max_length = recipe.training.get("max_length", 1024)
-    num_proc = recipe.training.get("dataset_num_proc")
-    train_dataset, report = tokenize_dataset(train_raw, tokenizer, chat_template, max_length, recipe.truncation,
-                                             "train", num_proc)
-    eval_dataset, eval_report = None, None
-    if eval_raw is not None and max_examples is None:
-        eval_dataset, eval_report = tokenize_dataset(eval_raw, tokenizer, chat_template, max_length,
-                                                     recipe.truncation, "eval", num_proc)
-    return PreparedData(model_path, tokenizer, chat_template, train_dataset, eval_dataset, report, eval_report)
+    splits = tokenize_recipe(recipe, tokenizer, chat_template, max_length, max_examples=max_examples)
+    return PreparedData(model_path, tokenizer, chat_template, splits.train, splits.eval, splits.truncation,
+                        splits.eval_truncation, splits.cache_dir, splits.cache_hit)
 
 
-def preview(recipe: Recipe, n: int) -> list[tuple[str, str]]:
-    """The first ``n`` processed training examples as (full decoded input, decoded loss tokens)."""
+def preview(recipe: Recipe, n: int) -> tuple[list[tuple[str, str]], TruncationReport]:
+    """The first ``n`` processed training examples as (full decoded input, decoded loss tokens), and
+    the report of what tokenizing made of them (conversations dropped for lack of trained tokens)."""
     from belle_hf.train.template import decode_example
 
     data = prepare_data(recipe, max_examples=n)
-    return [decode_example(data.tokenizer, row["input_ids"], row["assistant_masks"])
-            for row in data.train_dataset.select(range(min(n, len(data.train_dataset))))]
+    examples = [decode_example(data.tokenizer, row["input_ids"], row["assistant_masks"])
+                for row in data.train_dataset.select(range(min(n, len(data.train_dataset))))]
+    return examples, data.truncation
 
 
 # ----------------------------------------------------------------------------------- trainer
@@ -293,6 +292,10 @@ def build_trainer(recipe: Recipe, data: PreparedData | None = None, callbacks: l
     # Without this, the model builds a KV cache in training forwards, transformers then skips the
     # packed-sequence mask derived from position_ids, and packed conversations attend to each other.
     trainer.model.config.use_cache = False
+    if args.packing and args.packing_strategy != "bfd":
+        # bfd keeps each conversation's start, which the preflight checked holds a trained token;
+        # bfd_split and wrapped packing can fill a row with prompt pieces alone.
+        trainer.train_dataset = drop_fully_masked_rows(trainer.train_dataset)
     return trainer, data
 
 
