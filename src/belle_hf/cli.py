@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="belle", standalone_mode=False)
+        # Outside standalone mode typer turns Ctrl-C into a returned 130 instead of raising it.
+        outcome = command.main(args=argv, prog_name="belle", standalone_mode=False)
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as error:
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except BelleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
+    return outcome if isinstance(outcome, int) else 0
 
 
 if __name__ == "__main__":
