@@ -1,0 +1,195 @@
+"""``python bench/run.py prepare [--rows N] [--schemas a,b] [--tokenize-schema S] [--limit-rows N]``
+
+From raw JSON Lines to training-ready tokens, the path ``belle data prepare`` / ``belle train``
+take, on N synthetic rows of each BELLE schema (``bench/data.py``'s generator; 1M by default). Each
+candidate runs in a fresh subprocess with an empty ``datasets`` cache (nothing reused unless the
+candidate is the rerun), which also gives its peak RSS. In one run:
+
+* per schema: plain ``datasets.load_dataset("json")``; ``belle_hf.data.load()`` (load + normalize);
+  ``load_ratio_<schema>`` = load / plain (goal <= 2);
+* on ``--tokenize-schema`` (alpaca): ``belle data prepare`` (``prepare_data``: load, normalize,
+  tokenize with Qwen's 151,643-rank byte-level BPE and ChatML, preflight, save) with
+  ``dataset_num_proc`` 1 and 2, and its tokenization rate (rows/s in ``tokenize_dataset``) against
+  the *limit*: the same tokenizer called on batches of 1,000 already rendered conversations
+  (``tokenize_ratio`` = ours on one process / limit, goal >= 0.7; ``proc_scaling`` = rate with 2
+  processes / 1);
+* the rerun of the same recipe (cache hit): ``rerun_share`` = rerun / first run (goal < 0.05);
+* peak RSS of the prepare at rows/4 and rows (goal: flat in the row count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+WORK = BENCH / "_work"
+
+
+# ------------------------------------------------------------------------------ child side
+def _child(task: dict) -> dict:
+    """One candidate, in this (fresh) process; returns its figures."""
+    if task["kind"] == "plain":
+        import datasets
+
+        start = time.perf_counter()
+        rows = len(datasets.load_dataset("json", data_files=task["path"], split="train"))
+        return {"seconds": time.perf_counter() - start, "rows": rows}
+    if task["kind"] == "load":
+        from belle_hf.data import load
+
+        start = time.perf_counter()
+        rows = len(load(task["path"]))
+        return {"seconds": time.perf_counter() - start, "rows": rows}
+    if task["kind"] == "limit":
+        return _limit(task)
+    # "prepare": what `belle data prepare RECIPE` runs, with tokenize_dataset timed.
+    from belle_hf.train import dataset as dataset_module
+    from belle_hf.train.recipe import Recipe
+    from belle_hf.train.trainer import prepare_data
+
+    timed = {"seconds": 0.0}
+    real = dataset_module.tokenize_dataset
+
+    def tokenize_dataset(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            timed["seconds"] += time.perf_counter() - start
+
+    dataset_module.tokenize_dataset = tokenize_dataset
+    start = time.perf_counter()
+    data = prepare_data(Recipe.from_dict(task["recipe"]))
+    return {"seconds": time.perf_counter() - start, "tokenize_seconds": timed["seconds"],
+            "rows": data.truncation.rows, "tokens": data.truncation.tokens, "hit": data.cache_hit}
+
+
+def _limit(task: dict) -> dict:
+    """The tokenizer alone on batches of 1,000 rendered conversations (rendering not timed)."""
+    from transformers import AutoTokenizer
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from belle_hf.data import load
+
+    tokenizer = AutoTokenizer.from_pretrained(task["tokenizer"])
+    conversations = load(task["path"]).select(range(task["rows"]))["messages"]
+    texts = render_jinja_template(conversations=conversations, chat_template=tokenizer.chat_template)[0]
+    start = time.perf_counter()
+    for begin in range(0, len(texts), 1000):
+        tokenizer(texts[begin:begin + 1000], add_special_tokens=False)
+    return {"seconds": time.perf_counter() - start, "rows": len(texts)}
+
+
+# ----------------------------------------------------------------------------- parent side
+def measure(task: dict, work: Path, belle_cache: Path | None = None) -> dict:
+    """Run ``task`` in a fresh Python with an empty ``datasets`` cache; its figures and peak RSS (MiB)."""
+    import belle_hf
+
+    hf_cache = Path(tempfile.mkdtemp(prefix="hf-", dir=work))
+    env = {**os.environ, "HF_DATASETS_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "BELLE_CACHE": str(belle_cache or work / "belle-cache"),
+           "PYTHONPATH": os.pathsep.join([str(Path(belle_hf.__file__).parents[1]), str(BENCH),
+                                          os.environ.get("PYTHONPATH", "")])}
+    try:
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(task)],
+                              capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"{task['kind']} failed:\n{done.stderr[-3000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(hf_cache, ignore_errors=True)
+
+
+def run(argv: list[str]) -> dict:
+    from data import SCHEMAS, write_synthetic
+
+    parser = argparse.ArgumentParser(prog="bench/run.py prepare")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per schema")
+    parser.add_argument("--schemas", default=",".join(SCHEMAS), help="schemas timed for load + normalize")
+    parser.add_argument("--tokenize-schema", default="alpaca", help="the schema prepared (tokenized)")
+    parser.add_argument("--limit-rows", type=int, default=100_000,
+                        help="rows of the tokenizer-limit measure (at most --rows)")
+    args = parser.parse_args(argv)
+
+    from _qwen import chatml_template_file, qwen_tokenizer_dir
+
+    tokenizer_dir = qwen_tokenizer_dir()  # built once, outside every timing
+    WORK.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="prepare-", dir=WORK))
+    result: dict = {}
+    try:
+        for schema in args.schemas.split(","):
+            path = write_synthetic(work / f"{schema}.jsonl", schema, args.rows)
+            plain = measure({"kind": "plain", "path": str(path)}, work)
+            ours = measure({"kind": "load", "path": str(path)}, work)
+            result[f"load_ratio_{schema}"] = ours["seconds"] / plain["seconds"]
+            print(f"{schema:16} {args.rows} rows: load_dataset {plain['seconds']:.1f}s (RSS {plain['rss_mib']:.0f} MiB)"
+                  f"  belle_hf.data.load {ours['seconds']:.1f}s (RSS {ours['rss_mib']:.0f} MiB)"
+                  f"  {ours['seconds'] / plain['seconds']:.2f}x", flush=True)
+            if schema != args.tokenize_schema:
+                path.unlink()
+        source = work / f"{args.tokenize_schema}.jsonl"
+        if not source.exists():
+            write_synthetic(source, args.tokenize_schema, args.rows)
+        quarter = work / f"{args.tokenize_schema}-quarter.jsonl"
+        with open(source, "rb") as full, open(quarter, "wb") as out:
+            out.writelines(line for _, line in zip(range(max(1, args.rows // 4)), full))
+
+        def recipe(path: Path, procs: int) -> dict:
+            return {"model": str(tokenizer_dir), "template": str(chatml_template_file(work)), "data": [str(path)],
+                    "output_dir": str(work / "out"), "dataset_num_proc": procs, "training": {"max_length": 2048}}
+
+        limit = measure({"kind": "limit", "path": str(source), "tokenizer": str(tokenizer_dir),
+                         "rows": min(args.limit_rows, args.rows)}, work)
+        limit_rate = limit["rows"] / limit["seconds"]
+        runs = {}
+        for procs in (1, 2):
+            cache = work / f"belle-cache-{procs}"
+            runs[procs] = measure({"kind": "prepare", "recipe": recipe(source, procs)}, work, cache)
+        rerun = measure({"kind": "prepare", "recipe": recipe(source, 1)}, work, work / "belle-cache-1")
+        small = measure({"kind": "prepare", "recipe": recipe(quarter, 1)}, work, work / "belle-cache-quarter")
+        assert rerun["hit"] and not runs[1]["hit"]
+        rates = {procs: run["rows"] / run["tokenize_seconds"] for procs, run in runs.items()}
+        for procs, run in runs.items():
+            print(f"belle data prepare, dataset_num_proc={procs}: {run['seconds']:.1f}s for {run['rows']} rows, "
+                  f"{run['tokens']} tokens; tokenizing {run['tokenize_seconds']:.1f}s = {rates[procs]:.0f} rows/s; "
+                  f"peak RSS {run['rss_mib']:.0f} MiB", flush=True)
+        print(f"tokenizer limit (batches of 1000 rendered conversations): {limit_rate:.0f} rows/s", flush=True)
+        print(f"rerun (cache hit): {rerun['seconds']:.2f}s; prepare of {small['rows']} rows: peak RSS "
+              f"{small['rss_mib']:.0f} MiB", flush=True)
+        result = {
+            "ratio": rates[1] / limit_rate,
+            "tokenize_ratio": rates[1] / limit_rate,
+            "proc_scaling": rates[2] / rates[1],
+            "rerun_share": rerun["seconds"] / runs[1]["seconds"],
+            "max_load_ratio": max(result.values()),
+            **result,
+            "rows": args.rows,
+            "limit_rows_per_s": round(limit_rate),
+            "tokenize_rows_per_s_1proc": round(rates[1]),
+            "tokenize_rows_per_s_2proc": round(rates[2]),
+            "prepare_s_1proc": runs[1]["seconds"],
+            "prepare_s_2proc": runs[2]["seconds"],
+            "rerun_s": rerun["seconds"],
+            f"rss_mib_{small['rows']}": round(small["rss_mib"]),
+            f"rss_mib_{runs[1]['rows']}": round(runs[1]["rss_mib"]),
+            "goal": "load_ratio<=2,tokenize_ratio>=0.7,proc_scaling>1,rerun_share<0.05,rss_flat",
+        }
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
+    figures = _child(json.loads(sys.argv[2]))
+    figures["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(figures))
