@@ -114,18 +114,32 @@ def test_corrupt_diff_leaves_no_output(diff_dir, tiny_model_dir, tmp_path):
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_interrupted_decode_resumes(diff_dir, tiny_model_dir, finetuned_dir, tmp_path):
+def test_rerun_completes_a_previous_decode_in_place(diff_dir, tiny_model_dir, finetuned_dir, tmp_path):
+    """A decoded folder missing a file (and holding a temporary file a kill left) is completed:
+    verified files are kept, the leftover is removed."""
     from belle_hf.hub.xor import decode
 
     out = tmp_path / "out"
     decode(tiny_model_dir, diff_dir, out)
     shards = sorted(out.glob("*.safetensors"))
     shards[0].unlink()
-    (out / shards[1].name).write_bytes(b"half-written")
+    (out / f".{shards[1].name}.k1l2m3n4.tmp").write_bytes(b"half-written")
     report = decode(tiny_model_dir, diff_dir, out)
-    assert shards[0].name not in report.skipped_files and shards[1].name not in report.skipped_files
-    assert shards[2].name in report.skipped_files
+    assert shards[0].name not in report.skipped_files
+    assert shards[1].name in report.skipped_files and shards[2].name in report.skipped_files
     assert _files(out) == _files(finetuned_dir)
+
+
+def test_a_folder_whose_file_differs_is_not_overwritten(diff_dir, tiny_model_dir, tmp_path):
+    from belle_hf.errors import BelleError
+    from belle_hf.hub.xor import decode
+
+    out = tmp_path / "out"
+    decode(tiny_model_dir, diff_dir, out)
+    (out / "config.json").write_text("{}")
+    with pytest.raises(BelleError, match="config.json: differs from the file the diff rebuilds"):
+        decode(tiny_model_dir, diff_dir, out)
+    assert (out / "config.json").read_text() == "{}"
 
 
 def test_torch_bin_base(tiny_model_dir, finetuned_dir, tmp_path):
