@@ -3,7 +3,6 @@ text encoding, and skips only tensor payloads; a refusal names the file and the 
 
 from __future__ import annotations
 
-import codecs
 import shutil
 
 import pytest
@@ -109,9 +108,3 @@ def test_no_false_alarm_on_a_real_model_folder(tiny_model_dir, tmp_path):
     (folder / "notes-utf16.txt").write_bytes("没有密钥 no secrets here\n".encode("utf-16"))
     scan_for_secrets(folder, sorted(p.name for p in folder.iterdir() if p.is_file()))
 
-
-def test_bom_detection_covers_all_wide_encodings():
-    from belle_hf.hub.secrets import _byte_order
-
-    assert _byte_order(codecs.BOM_UTF32_LE + b"a\0\0\0") == "utf-32-le"
-    assert _byte_order(codecs.BOM_UTF16_BE + b"\0a") == "utf-16-be"
