@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from belle_hf.redact import redact_url
 from belle_hf.testing.openai_server import FakeOpenAIServer
 
 USER_SECRET = "sk-userinfoSECRET0123456789abcdef"
@@ -29,6 +28,8 @@ QUERY_SECRET = "QUERYSECRETvalue42"
     ("https://api.openai.com/v1?api-version=2024-02-01", "https://api.openai.com/v1?api-version=2024-02-01"),
 ])
 def test_redact_url(url, expected):
+    from belle_hf.redact import redact_url
+
     assert redact_url(url) == expected
 
 
