@@ -39,7 +39,7 @@ _PADDING = {"utf-8": 0, "utf-16-le": 0, "utf-16-be": 1, "utf-32-le": 0, "utf-32-
 """NUL bytes a big-endian match starts with: a little-endian match of the same text starts one
 character unit later, and ties between them go to the file's own byte order."""
 OWN_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")
-_QUERY_NAME_END = re.compile(r"[?&#]([a-z0-9_.-]*)$")
+_QUERY_NAME_END = re.compile(r"[?&#]([A-Za-z0-9_.-]*)$")
 _IDENTIFIER_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 # Shapes as atoms, rendered for each encoding: literal regex text, or (character class, least, most).
@@ -51,9 +51,9 @@ _SHAPES: list[tuple[str, list]] = [
     *((what, [prefix, (f"[{body}]", least, None)]) for what, (prefix, body, least) in TOKEN_SHAPES.items()),
     ("credentials in a URL", ["://", (f"[{_URL_CHARS}]", 1, 256), ":", (f"[{_URL_CHARS.replace(':', '')}*]", 3, 256),
                               "@"]),
-    # ``=VALUE`` in the lowercased bytes, counted only when what comes before is ``[?&#]NAME`` and
-    # NAME ends with a secret word (``api_key``); a value is 8+ characters (``$TOKEN`` is not one).
-    (QUERY_SECRET, ["=", ("[a-z0-9._~+/%-]", 8, None)]),
+    # ``=VALUE``, counted only when what comes before is ``[?&#]NAME`` and NAME ends with a secret
+    # word (``api_key``, any case); a value is 8+ characters (``$TOKEN`` is not one).
+    (QUERY_SECRET, ["=", ("[A-Za-z0-9._~+/%-]", 8, None)]),
 ]
 
 
@@ -65,7 +65,7 @@ class _Shape:
     wide: tuple[tuple[str, re.Pattern], ...]
     """``(encoding, pattern)`` in UTF-16 and UTF-32, both byte orders."""
     in_query: bool = False
-    """Searched in the lowercased bytes, and only counts after ``[?&#]name`` (a query parameter)."""
+    """Only counts after ``[?&#]NAME`` with a secret NAME (a query parameter)."""
     whole_word: bool = False
     """Only counts when not preceded by an identifier character: ``hf_…`` inside base64url data
     or a longer identifier is not a token."""
@@ -155,15 +155,13 @@ class SecretScanner:
         characters in any wide encoding and alignment read as UTF-8; a hit there is confirmed
         (and located) by the shape's exact wide patterns on the original bytes.
         """
-        lowered = buffer.lower()  # ASCII letters only, so offsets do not move
-        found = [hit for shape in self.shapes
-                 if (hit := self._first(shape, shape.narrow, lowered if shape.in_query else buffer, "utf-8"))]
+        found = [hit for shape in self.shapes if (hit := self._first(shape, shape.narrow, buffer, "utf-8"))]
         if b"\x00" in buffer:
-            stripped, stripped_lowered = buffer.replace(b"\x00", b""), lowered.replace(b"\x00", b"")
+            stripped = buffer.replace(b"\x00", b"")
             for shape in self.shapes:
-                if shape.narrow.search(stripped_lowered if shape.in_query else stripped):
+                if shape.narrow.search(stripped):
                     found += [hit for encoding, pattern in shape.wide
-                              if (hit := self._first(shape, pattern, lowered if shape.in_query else buffer, encoding))]
+                              if (hit := self._first(shape, pattern, buffer, encoding))]
         return min(found, key=lambda hit: (hit[0], hit[2] != prefer)) if found else None
 
     @staticmethod
