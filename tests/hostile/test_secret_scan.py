@@ -108,3 +108,9 @@ def test_no_false_alarm_on_a_real_model_folder(tiny_model_dir, tmp_path):
     (folder / "notes-utf16.txt").write_bytes("没有密钥 no secrets here\n".encode("utf-16"))
     scan_for_secrets(folder, sorted(p.name for p in folder.iterdir() if p.is_file()))
 
+
+
+def test_token_in_a_binary_string_table(tmp_path):
+    """NUL-separated strings (a pickle, a string table): the token after a NUL still counts."""
+    (tmp_path / "state.bin").write_bytes(b"\x80\x04name\x00" + TOKEN.encode() + b"\x00\x01\x02" * 1000)
+    assert "state.bin: line 1:" in _refusal(tmp_path, "state.bin")

@@ -4,9 +4,9 @@ Files are read in chunks (with an overlap, so a token split across two reads is 
 searched for Hugging Face, OpenAI-style and GitHub tokens, credentials in URLs
 (``scheme://user:password@``, ``?api_key=…``) and the values of the tokens this machine holds.
 Text may be UTF-8 or any ASCII-compatible encoding, UTF-16 or UTF-32 (either byte order, with or
-without a BOM, even inside a binary file): a chunk holding NUL bytes is searched once more with
-them removed, which turns ASCII-range characters of any wide encoding into plain ones, and a hit
-there is confirmed on the original bytes (UTF-8 text has no NULs, so it pays nothing for this).
+without a BOM, even inside a binary file): a chunk holding NUL bytes is searched with them
+removed, which turns ASCII-range characters of any wide encoding into plain ones, and a hit there
+is confirmed on the original bytes.
 Only tensor payloads are skipped: a safetensors file's JSON header (``__metadata__`` included)
 and a GGUF file's metadata strings are checked, their weights are not.
 
@@ -151,25 +151,30 @@ class SecretScanner:
     def _search(self, buffer: bytes, prefer: str = "utf-16-le") -> tuple[int, _Shape, str] | None:
         """``(offset, shape, encoding)`` of the earliest secret in ``buffer``.
 
-        UTF-16/32 text is found in one more pass: with every NUL byte removed, ASCII-range
-        characters in any wide encoding and alignment read as UTF-8; a hit there is confirmed
-        (and located) by the shape's exact wide patterns on the original bytes.
+        A buffer holding NUL bytes (binary data, UTF-16/32 text) is searched with them removed:
+        that turns ASCII-range characters of any wide encoding and alignment into plain ones and
+        leaves UTF-8 text as it was, so one pass finds every candidate; a shape found there is then
+        confirmed (and located) on the original bytes by its exact UTF-8 and wide patterns.
         """
-        found = [hit for shape in self.shapes if (hit := self._first(shape, shape.narrow, buffer, "utf-8"))]
-        if b"\x00" in buffer:
+        if b"\x00" not in buffer:
+            found = [hit for shape in self.shapes if (hit := self._first(shape, shape.narrow, buffer, "utf-8"))]
+        else:
             stripped = buffer.replace(b"\x00", b"")
-            for shape in self.shapes:
-                if shape.narrow.search(stripped):
-                    found += [hit for encoding, pattern in shape.wide
-                              if (hit := self._first(shape, pattern, buffer, encoding))]
+            found = [hit for shape in self.shapes if self._first(shape, shape.narrow, stripped, "utf-8", candidate=True)
+                     for encoding, pattern in (("utf-8", shape.narrow), *shape.wide)
+                     if (hit := self._first(shape, pattern, buffer, encoding))]
         return min(found, key=lambda hit: (hit[0], hit[2] != prefer)) if found else None
 
     @staticmethod
-    def _first(shape: _Shape, pattern: re.Pattern, buffer: bytes, encoding: str) -> tuple[int, _Shape, str] | None:
+    def _first(shape: _Shape, pattern: re.Pattern, buffer: bytes, encoding: str,
+               candidate: bool = False) -> tuple[int, _Shape, str] | None:
+        """The first match that counts; ``candidate``: in the NUL-stripped bytes, where the byte
+        before a token may have been a NUL, so only the query-name check applies."""
         unit = len("a".encode(encoding))
         for match in pattern.finditer(buffer):
             start = match.start()
-            if shape.whole_word and encoding == "utf-8" and start and buffer[start - 1] in _IDENTIFIER_BYTES:
+            if shape.whole_word and not candidate and encoding == "utf-8" and start \
+                    and buffer[start - 1] in _IDENTIFIER_BYTES:
                 continue
             if shape.in_query:
                 begin = max(0, start - 64 * unit)
