@@ -151,3 +151,22 @@ def test_legacy_name_outside_the_folder_is_refused(name, tmp_path):
                            "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and enc.name in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert _every_file(tmp_path) == before
+
+
+@pytest.mark.parametrize("field, value", [("size", 10**15), ("diff_offset", 10**12), ("offset", 3)])
+def test_shard_offsets_outside_the_file_are_refused(field, value, honest_diff, tiny_model_dir, tmp_path):
+    """A crafted size or offset cannot make decode write past a shard's end (a sparse file of a
+    petabyte) or read outside the diff file."""
+    from belle_hf.errors import BelleError
+    from belle_hf.hub.xor import decode
+
+    diff = tmp_path / "diff"
+    shutil.copytree(honest_diff, diff)
+    manifest = json.loads((diff / "xor_manifest.json").read_text())
+    shard = next(entry for entry in manifest["files"] if entry["kind"] == "safetensors")
+    stored = next(segment for segment in shard["segments"] if segment["stored"])
+    (shard if field == "size" else stored)[field] = value
+    (diff / "xor_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BelleError, match=r"files\[\d+\]"):
+        decode(tiny_model_dir, diff, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -344,9 +345,13 @@ def read_manifest(diff_dir: str | os.PathLike) -> dict:
 def _check_manifest(manifest: dict, path: Path, diff_dir: Path) -> None:
     files = manifest.get("files")
     keystream = manifest.get("keystream")
+    source = keystream.get("source") if isinstance(keystream, dict) else None
     if not isinstance(files, list) or not all(isinstance(entry, dict) for entry in files) \
-            or not isinstance(keystream, dict) or not isinstance(keystream.get("source"), dict):
-        raise BelleError(f"{path}: 'files' must be a list of entries and 'keystream' an object")
+            or not isinstance(source, dict) or not isinstance(source.get("tensor"), str) \
+            or not isinstance(source.get("length"), int) \
+            or not re.fullmatch(r"(?:[0-9a-f]{2})+", str(keystream.get("nonce"))):
+        raise BelleError(f"{path}: 'files' must be a list of entries and 'keystream' an object with a hex nonce "
+                         "and a source tensor")
     seen: set[str] = set()
     for index, entry in enumerate(files):
         where = f"{path}: files[{index}]"
@@ -373,13 +378,16 @@ def _check_segments(entry: dict, where: str) -> None:
 
     fields = ("size", "header_size", "diff_size")
     segments = entry.get("segments")
-    if not all(number(entry.get(name)) for name in fields) or not isinstance(segments, list):
-        raise BelleError(f"{where}: needs integer {', '.join(fields)} and a list of segments")
+    if not all(number(entry.get(name)) for name in fields) or not isinstance(segments, list) \
+            or not isinstance(entry.get("header_sha256"), str):
+        raise BelleError(f"{where}: needs integer {', '.join(fields)}, a header_sha256 and a list of segments")
     position = entry["header_size"]
     for number_, segment in enumerate(segments):
         ok = isinstance(segment, dict) and all(number(segment.get(k)) for k in ("offset", "length", "xor_length")) \
-            and isinstance(segment.get("tensor"), str) and segment["offset"] == position \
-            and segment["xor_length"] <= segment["length"]
+            and isinstance(segment.get("tensor"), str) and isinstance(segment.get("sha256"), str) \
+            and segment["offset"] == position and segment["xor_length"] <= segment["length"] \
+            and (isinstance(segment.get("base"), str) and isinstance(segment.get("base_sha256"), str)
+                 or segment.get("base") is None and segment["xor_length"] == 0 and segment.get("stored") is True)
         if ok and segment.get("stored"):
             ok = number(segment.get("diff_offset")) and segment["diff_offset"] + segment["length"] <= entry["diff_size"]
         if not ok:
