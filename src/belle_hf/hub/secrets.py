@@ -83,19 +83,12 @@ def _unit(character_class: str, encoding: str) -> str:
 
 
 def _literal(text: str, encoding: str) -> str:
-    """Regex text of literals, classes and ``(?:a|b)`` groups (``gh[pousr]_``) in ``encoding``."""
+    """Regex text of literal characters and classes (``gh[pousr]_``) in ``encoding``."""
     if encoding == "utf-8":
         return text
-    out = []
-    for match in re.finditer(r"\[[^\]]*\]|\(\?:[^)]*\)|.", text):
-        piece = match.group()
-        if piece.startswith("(?:"):
-            out.append("(?:" + "|".join(_literal(word, encoding) for word in piece[3:-1].split("|")) + ")")
-        elif piece.startswith("["):
-            out.append(_unit(piece, encoding))
-        else:
-            out.append(re.escape(piece.encode(encoding).decode("latin-1")))
-    return "".join(out)
+    return "".join(_unit(piece, encoding) if piece.startswith("[") else
+                   re.escape(piece.encode(encoding).decode("latin-1"))
+                   for piece in re.findall(r"\[[^\]]*\]|.", text))
 
 
 def _render(atoms: list, encoding: str) -> re.Pattern:
