@@ -198,7 +198,7 @@ class SecretScanner:
             handle.seek(0)
             if path.suffix == ".safetensors" and (header := _safetensors_header(handle, head, path)) is not None:
                 return self._scan_safetensors_header(path, header)
-            if path.suffix == ".gguf" and head[:4] == b"GGUF":
+            if path.suffix == ".gguf" and head[:4] == b"GGUF" and _gguf_installed():
                 return self._scan_gguf(path)
             found = self.scan_stream(iter(lambda: handle.read(CHUNK_BYTES), b""), _byte_order(head))
             if found is None:
@@ -242,6 +242,13 @@ class SecretScanner:
             if finding := self._scan_text(path, f"GGUF metadata key {field.name}", text):
                 return finding
         return None
+
+
+def _gguf_installed() -> bool:
+    """The ``gguf`` reader comes with ``belle-hf[quant]``; without it a GGUF file is scanned whole."""
+    import importlib.util
+
+    return importlib.util.find_spec("gguf") is not None
 
 
 def _byte_order(head: bytes) -> str:
