@@ -63,8 +63,8 @@ class TruncationReport:
 class TokenizedSplits:
     """The tokenized train (and eval) split of a recipe, and where they are cached."""
 
-    train: Any
-    eval: Any
+    train_dataset: Any
+    eval_dataset: Any
     truncation: TruncationReport
     eval_truncation: TruncationReport | None = None
     cache_dir: Path | None = None
@@ -309,7 +309,8 @@ def tokenize_recipe(recipe: Recipe, tokenizer, chat_template: str, max_length: i
     with atomic_dir(folder) as staging:
         splits = _tokenize_recipe(recipe, tokenizer, chat_template, max_length, None, work_dir=staging / "work",
                                   fingerprint=key)
-        parts = {"train": splits.train, **({"eval": splits.eval} if splits.eval is not None else {})}
+        parts = {"train": splits.train_dataset,
+                 **({"eval": splits.eval_dataset} if splits.eval_dataset is not None else {})}
         DatasetDict(parts).save_to_disk(str(staging / prepared.DATA_DIR))
         info = {"key": key, "train": vars(splits.truncation),
                 "eval": vars(splits.eval_truncation) if splits.eval_truncation is not None else None}

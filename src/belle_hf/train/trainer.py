@@ -19,7 +19,7 @@ from typing import Any
 from belle_hf.errors import BelleError
 from belle_hf.io import atomic_write_text
 from belle_hf.shipped import shipped_path
-from belle_hf.train.dataset import TruncationReport, drop_fully_masked_rows, tokenize_recipe
+from belle_hf.train.dataset import TokenizedSplits, TruncationReport, drop_fully_masked_rows, tokenize_recipe
 from belle_hf.train.recipe import SECRET_FIELDS, TINY_MODEL, Recipe
 
 logger = logging.getLogger(__name__)
@@ -40,21 +40,13 @@ RECIPE_FILE = "recipe.yaml"
 BASE_MODEL_DIR = "base-model"
 
 
-@dataclass
-class PreparedData:
+@dataclass(kw_only=True)
+class PreparedData(TokenizedSplits):
     """Tokenizer, template and tokenized datasets of a recipe (no model loaded)."""
 
     model_path: str
     tokenizer: Any
     chat_template: str
-    train_dataset: Any
-    eval_dataset: Any
-    truncation: TruncationReport
-    eval_truncation: TruncationReport | None = None
-    cache_dir: Path | None = None
-    """The prepared folder the datasets are memory-mapped from (``None``: not cached)."""
-    cache_hit: bool = False
-    """The data was tokenized before (an earlier run, ``belle data prepare``, the main process)."""
 
 
 @dataclass
@@ -252,8 +244,7 @@ def prepare_data(recipe: Recipe, *, max_examples: int | None = None) -> Prepared
     tokenizer.chat_template = chat_template
     max_length = recipe.training.get("max_length", 1024)
     splits = tokenize_recipe(recipe, tokenizer, chat_template, max_length, max_examples=max_examples)
-    return PreparedData(model_path, tokenizer, chat_template, splits.train, splits.eval, splits.truncation,
-                        splits.eval_truncation, splits.cache_dir, splits.cache_hit)
+    return PreparedData(**vars(splits), model_path=model_path, tokenizer=tokenizer, chat_template=chat_template)
 
 
 def preview(recipe: Recipe, n: int) -> tuple[list[tuple[str, str]], TruncationReport]:
