@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -84,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BelleError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # stdout went away (``belle ... | head``): stop quietly, as click does, and keep Python
+        # from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as error:
         # A file the user named cannot be read or written (permissions, a file where a folder
