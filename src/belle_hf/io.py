@@ -254,8 +254,8 @@ def check_output_is_not_input(output: str | os.PathLike, inputs: Iterable[str | 
     """Refuse an ``output`` that is one of the ``inputs``: the same path, a symlink to it, a
     ``./`` or ``..`` spelling of it, or a hard link (compared with :func:`os.path.samefile`).
     With ``replaces_folder`` (the output folder is swapped whole, :func:`atomic_dir`), an input
-    inside it is refused too. Inputs that are not existing files (``sample:alpaca``, Hub ids,
-    ``None``) are skipped.
+    inside it is refused too. ``None`` inputs are skipped; names that are not files
+    (``sample:alpaca``, Hub ids) never match a real output.
 
     Writing over an input replaces the data being read: called by every command that has both.
     """
@@ -265,14 +265,12 @@ def check_output_is_not_input(output: str | os.PathLike, inputs: Iterable[str | 
         if source is None:
             continue
         source_path = Path(source)
-        if not source_path.exists():
-            continue
-        same = source_path.resolve() == out_resolved
-        if not same and out.exists():
+        same = source_path.resolve() == out_resolved  # also for a second output not written yet
+        if not same and out.exists() and source_path.exists():
             with contextlib.suppress(OSError):
                 same = os.path.samefile(source_path, out)
         if same:
             raise BelleError(f"{output}: this output is the input {source}; write to another path")
-        if replaces_folder and out_resolved in source_path.resolve().parents:
+        if replaces_folder and source_path.exists() and out_resolved in source_path.resolve().parents:
             raise BelleError(f"{output}: this output folder holds the input {source} and would be replaced; "
                              "write to another folder")
