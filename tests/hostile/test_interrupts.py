@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from belle_hf.io import clean_stale_temps
 from belle_hf.testing.openai_server import FakeOpenAIServer
 
 CONCURRENCY = 2
@@ -159,6 +158,8 @@ def test_the_next_run_removes_temp_files_a_sigkill_left(tmp_path, sample_file):
     assert target.read_text(encoding="utf-8") != "old\n"
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
     # A temp file of a write still going on is left alone; only a dead writer's is removed.
+    from belle_hf.io import clean_stale_temps
+
     live, in_use = start_atomic_writer(target)
     try:
         assert clean_stale_temps(target) == [] and in_use.exists()

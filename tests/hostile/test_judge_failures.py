@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from belle_hf.errors import ConfigError
-from belle_hf.eval.judge import judge_file
-from belle_hf.llm import EndpointConfig
 from belle_hf.testing.openai_server import FakeOpenAIServer
 
 N = 10
@@ -68,6 +65,10 @@ def test_a_base_url_that_is_not_http_is_refused_before_sending(run_belle, files,
 
 
 def test_the_library_names_the_field_and_never_shows_a_key_in_the_url(files, tmp_path):
+    from belle_hf.errors import ConfigError
+    from belle_hf.eval.judge import judge_file
+    from belle_hf.llm import EndpointConfig
+
     with pytest.raises(ConfigError) as error:
         EndpointConfig("ftp://user:sk-SECRET-123@example.com/v1", "gpt-4")
     assert error.value.field == "base_url" and "sk-SECRET-123" not in str(error.value)

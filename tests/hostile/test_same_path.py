@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from belle_hf.errors import BelleError
-from belle_hf.io import check_output_is_not_input
 from belle_hf.testing.openai_server import FakeOpenAIServer
 
 RECORDS = [{"instruction": f"第{i}个问题", "input": "", "output": f"第{i}个回答。"} for i in range(3)]
@@ -79,6 +78,8 @@ def test_eval_and_generate_commands_refuse_to_write_over_their_inputs(run_belle,
 
 
 def test_the_helper_compares_files_not_spellings(src, tmp_path):
+    from belle_hf.io import check_output_is_not_input
+
     for output in spellings(src).values():
         with pytest.raises(BelleError, match="is the input"):
             check_output_is_not_input(output, [src])
