@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.TyperException, click.ClickException) as error:
         error.show()
         return error.exit_code
-    except (typer.Abort, click.exceptions.Abort):
+    except (typer.Abort, click.exceptions.Abort):  # Ctrl-C or end of input at a prompt
         print("Aborted.", file=sys.stderr)
-        return 1
+        return 130
     except BelleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

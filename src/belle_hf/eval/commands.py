@@ -14,6 +14,8 @@ eval_app = typer.Typer(help="Judge answers with GPT-4 (or any OpenAI-compatible 
 
 PROMPTS_HELP = ("Judge prompts, one per class: BELLE's eval/eval_prompt.json "
                 "(https://github.com/LianjiaTech/BELLE/tree/main/eval), JSON Lines of class, prompt.")
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
