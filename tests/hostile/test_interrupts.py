@@ -93,6 +93,8 @@ def test_a_signal_stops_sending_keeps_what_arrived_and_a_rerun_resumes(make_comm
         kept = read_lines(partial)
         assert kept and all(set(entry) == {"key", "row"} for entry in kept)
         assert not output.exists()
+        cached = read_lines(output.with_name(output.name + ".cache") / "responses.jsonl")
+        assert len(cached) >= len(kept) and all(set(entry) == {"key", "response"} for entry in cached)
         kept_questions = {entry["row"]["question"] for entry in kept}
         assert f"{len(kept)} of {N_ROWS}" in last
 

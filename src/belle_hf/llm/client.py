@@ -274,31 +274,31 @@ class ChatClient:
             indices_by_key.setdefault(key, []).append(index)
         waiting = iter(indices_by_key.values())
         finished: queue.Queue = queue.Queue()
-        in_flight = 0
+        taking = threading.Lock()
+        taken = received = 0
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(requests), desc=progress, unit="req")
 
-        def work(indices: list[int]) -> None:
-            try:
-                outcome: ChatResult | BaseException = self.complete(requests[indices[0]], **per_request[indices[0]])
-            except BaseException as error:  # re-raised in the calling thread
-                outcome = error
-            finished.put((indices, outcome))
-
-        def start_more() -> None:
-            nonlocal in_flight
-            while in_flight < max(1, self.config.concurrency) and not self._stopping.is_set():
-                indices = next(waiting, None)
-                if indices is None:
-                    return
-                # Daemon threads, not a ThreadPoolExecutor: the executor's workers are joined at
-                # interpreter exit, so one request hanging in its retries would hold an
-                # interrupted process open past the grace period.
-                threading.Thread(target=work, args=(indices,), name="belle-chat", daemon=True).start()
-                in_flight += 1
+        def work() -> None:
+            # Each worker takes the next request only when its previous one is done, so at most
+            # ``concurrency`` are ever in flight and nothing is queued that a stop would have to
+            # cancel.
+            nonlocal taken
+            while not self._stopping.is_set():
+                with taking:
+                    indices = next(waiting, None)
+                    if indices is None:
+                        return
+                    taken += 1
+                try:
+                    outcome: ChatResult | BaseException = self.complete(requests[indices[0]],
+                                                                        **per_request[indices[0]])
+                except BaseException as error:  # re-raised in the calling thread
+                    outcome = error
+                finished.put((indices, outcome))
 
         def deliver(indices: list[int], outcome: ChatResult | BaseException) -> None:
             if isinstance(outcome, BaseException):
@@ -310,26 +310,31 @@ class ChatClient:
                 if bar is not None:
                     bar.update(1)
 
+        # Daemon threads, not a ThreadPoolExecutor: the executor's workers are joined at
+        # interpreter exit, so one request hanging in its retries would hold an interrupted
+        # process open past the grace period.
+        for _ in range(min(max(1, self.config.concurrency), len(indices_by_key))):
+            threading.Thread(target=work, name="belle-chat", daemon=True).start()
         try:
-            start_more()
-            while in_flight:
+            while received < len(indices_by_key):
                 indices, outcome = finished.get()
-                in_flight -= 1
+                received += 1
                 deliver(indices, outcome)
-                start_more()
         except BaseException as error:
             self.stop()
+            with taking:
+                in_flight = taken - received
             if isinstance(error, KeyboardInterrupt) and in_flight:
                 grace = min(self.config.timeout, STOP_GRACE_SECONDS)
                 logger.warning("stopping: nothing more is sent; waiting up to %.0f s for %d request(s) in flight "
                                "(interrupt again to abandon them)", grace, in_flight)
                 deadline = time.monotonic() + grace
-                while in_flight and deadline > time.monotonic():
+                while received < taken and deadline > time.monotonic():
                     try:
                         indices, outcome = finished.get(timeout=deadline - time.monotonic())
                     except queue.Empty:
                         break
-                    in_flight -= 1
+                    received += 1
                     if isinstance(outcome, ChatResult) and outcome.error != STOPPED:
                         deliver(indices, outcome)
             raise
