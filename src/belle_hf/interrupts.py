@@ -57,6 +57,12 @@ def as_interrupted(error: KeyboardInterrupt) -> Interrupted:
     return error if isinstance(error, Interrupted) else Interrupted(signal.SIGINT)
 
 
+def is_ctrl_c(error: KeyboardInterrupt) -> bool:
+    """True for Ctrl-C (SIGINT, or a plain ``KeyboardInterrupt``), False for SIGTERM. Code that
+    treats Ctrl-C as "stop this step" (``belle chat``) must still let SIGTERM end the program."""
+    return as_interrupted(error).signum == signal.SIGINT
+
+
 @contextlib.contextmanager
 def resume_hint(describe: Callable[[], str]) -> Iterator[None]:
     """An interrupt leaving the block carries ``describe()`` (called at that moment, so it can

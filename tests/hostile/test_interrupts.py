@@ -177,3 +177,24 @@ def sample_file(tmp_path_factory) -> Path:
 
     files = write_sample_files(tmp_path_factory.mktemp("samples"))
     return next(Path(path) for path in files if Path(path).name == "alpaca.jsonl")
+
+
+def test_sigterm_ends_the_chat_where_ctrl_c_only_stops_a_reply():
+    import io
+
+    from belle_hf.chat.terminal import run_terminal_chat
+    from belle_hf.interrupts import Interrupted
+
+    inputs = iter([Interrupted(signal.SIGINT), "/exit"])
+
+    def read(prompt):
+        item = next(inputs)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    run_terminal_chat(session=None, read=read, out=io.StringIO())  # Ctrl-C clears the line, /exit quits
+    inputs = iter([Interrupted(signal.SIGTERM), "/exit"])
+    with pytest.raises(Interrupted) as stopped:
+        run_terminal_chat(session=None, read=read, out=io.StringIO())
+    assert stopped.value.exit_code == 143
