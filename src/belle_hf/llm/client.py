@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 from belle_hf.errors import ConfigError
 from belle_hf.llm.cache import ResponseCache, request_key
 from belle_hf.llm.pricing import estimate_cost
+from belle_hf.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,14 @@ class EndpointConfig:
 
         try:
             url = urlsplit(self.base_url) if isinstance(self.base_url, str) else None
-        except ValueError:
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.hostname:
+            valid = url is not None and url.scheme in ("http", "https") and bool(url.hostname)
+        except ValueError:  # e.g. a broken [IPv6] host
+            valid = False
+        if not valid:
+            shown = redact_url(self.base_url) if isinstance(self.base_url, str) else self.base_url
             # Checked before anything is sent: a typo must not become a request to the wrong place.
             raise ConfigError("base_url", "must be an http:// or https:// URL with a host name, "
-                                          f"e.g. https://api.openai.com/v1 (got {_shown_url(self.base_url)})")
+                                          f"e.g. https://api.openai.com/v1 (got {shown!r})")
         if not self.model or not isinstance(self.model, str):
             raise ConfigError("model", "must name the model the endpoint serves")
         if self.concurrency < 1:
@@ -84,16 +87,10 @@ class EndpointConfig:
         return self.api_key or os.environ.get(self.api_key_env) or "EMPTY"
 
     def public_dict(self) -> dict[str, Any]:
-        """Settings safe to record in outputs: everything but the key."""
-        return {k: v for k, v in asdict(self).items() if k != "api_key"}
-
-
-def _shown_url(value: Any) -> str:
-    """A rejected URL as an error may show it: no userinfo (``user:key@``), which may hold a key."""
-    text = repr(value)
-    if isinstance(value, str) and "@" in value:
-        text = repr("..." + value.rsplit("@", 1)[1])
-    return text
+        """Settings safe to record in outputs: everything but the key, and the URL without
+        the credentials it may carry (:func:`belle_hf.redact.redact_url`)."""
+        settings = {k: v for k, v in asdict(self).items() if k != "api_key"}
+        return {**settings, "base_url": redact_url(self.base_url)}
 
 
 @dataclass
@@ -226,10 +223,10 @@ class ChatClient:
         except openai.APITimeoutError:
             return ChatResult(text=None, error="timed out after retries")
         except openai.APIConnectionError:
-            return ChatResult(text=None, error=f"cannot connect to {self.config.base_url}")
-        except (openai.OpenAIError, ValueError) as error:
+            return ChatResult(text=None, error=f"cannot connect to {redact_url(self.config.base_url)}")
+        except (openai.OpenAIError, ValueError) as error:  # a 200 whose body is not a completion
             if self._stopping.is_set():
-                return ChatResult(text=None, error=STOPPED)  # a 200 whose body is not a completion
+                return ChatResult(text=None, error=STOPPED)
             return ChatResult(text=None, error=f"unreadable response ({type(error).__name__})")
         if not getattr(response, "choices", None):
             return ChatResult(text=None, error="response has no choices")
