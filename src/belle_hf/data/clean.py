@@ -273,14 +273,14 @@ class CleanReport:
         return report
 
 
-def clean_stages(reader, rules: list[str], work, out_suffix: str = ".jsonl") -> list:
-    """The datatrove stage that cleans what ``reader`` yields: kept rows in ``work/out``, per-task
-    reports in ``work/clean-reports``."""
+def clean_stages(reader, rules: list[str], work, out: str = "out", with_location: bool = False) -> list:
+    """The datatrove stage that cleans what ``reader`` yields: kept rows in ``work/<out>`` (JSON
+    Lines shards), per-task reports in ``work/clean-reports``."""
     from belle_hf.data.pipeline.run import Stage
     from belle_hf.data.pipeline.steps import ApplyCleaningRules, WriteShards
 
     return [Stage("clean", [reader, ApplyCleaningRules(rules, work.sub("clean-reports")),
-                            WriteShards(work.sub("out"), out_suffix)], len(reader.plan))]
+                            WriteShards(work.sub(out), with_location=with_location)], len(reader.plan))]
 
 
 def clean_report(work_path: str, source: str, output: str, rules: list[str]) -> CleanReport:

@@ -36,8 +36,7 @@ from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignatur
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from belle_hf.data.pipeline.steps import write_json
-from belle_hf.io import atomic_path, atomic_write
+from belle_hf.data.pipeline.steps import work_file, write_json
 
 EDGE = np.dtype([("later", "<u8"), ("earlier", "<u8"), ("similarity", "<f4"), ("exact", "u1")])
 """A confirmed duplicate pair: global row numbers (rows of all tasks in rank order)."""
@@ -123,9 +122,9 @@ class CharNgramSignatures(MinhashDedupSignature):
         from belle_hf.data.dedup import conversation_text, exact_key
 
         folder = Path(self.rows_folder)
-        with (atomic_write(folder / f"{rank:05d}.digest") as digests,
-              atomic_write(folder / f"{rank:05d}.loc") as locations,
-              atomic_write(folder / f"{rank:05d}.sig") as self._signatures):
+        with (work_file(folder / f"{rank:05d}.digest") as digests,
+              work_file(folder / f"{rank:05d}.loc") as locations,
+              work_file(folder / f"{rank:05d}.sig") as self._signatures):
 
             def documents():
                 for document in data:
@@ -239,9 +238,8 @@ class ConfirmCandidates(PipelineStep):
             rows.close()
         array = np.unique(np.array(edges, dtype=EDGE))
         self.stat_update("confirmed_pairs", value=len(array))
-        with atomic_path(Path(self.edges_folder) / f"{rank:05d}.npy") as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, array)
+        with work_file(Path(self.edges_folder) / f"{rank:05d}.npy") as handle:
+            np.save(handle, array)
         return
         yield
 
@@ -310,7 +308,7 @@ class KeepFirstOccurrence(PipelineStep):
         for task in range(len(offsets) - 1):
             gone = np.flatnonzero(dropped[int(offsets[task]): int(offsets[task + 1])]).astype("<u4")
             if len(gone):
-                with atomic_write(remove / f"{task:06d}.remove") as handle:
+                with work_file(remove / f"{task:06d}.remove") as handle:
                     handle.write(gone.tobytes())
         write_json(self.result, {"rows": int(offsets[-1]), **counts, "examples": examples})
         return

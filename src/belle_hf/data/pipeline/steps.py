@@ -9,9 +9,10 @@ leaves nothing that looks finished, and datatrove's completion marker is written
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable, Iterator
 
 import numpy as np
 import orjson
@@ -22,12 +23,23 @@ from belle_hf.data.files import RecordWriter
 from belle_hf.data.pipeline.inputs import Segment
 from belle_hf.data.stream import iter_normalized
 from belle_hf.errors import DataFormatError
-from belle_hf.io import atomic_write
+from belle_hf.io import atomic_path, atomic_write
+
+
+@contextlib.contextmanager
+def work_file(path: str | Path) -> Iterator[IO[bytes]]:
+    """Open a work-folder file for writing; it appears under ``path`` only when the block succeeds.
+
+    No fsync (unlike the final outputs): a task's files are trusted only once datatrove has
+    marked the task complete, and a task that did not finish is simply run again.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb", buffering=1 << 20) as handle:
+        yield handle
 
 
 def write_json(path: str | Path, data) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (per-task results under the work folder)."""
-    with atomic_write(path) as handle:
+    """Write ``data`` as JSON to the work-folder file ``path`` (see :func:`work_file`)."""
+    with work_file(path) as handle:
         handle.write(orjson.dumps(data))
 
 
@@ -108,22 +120,49 @@ class ApplyCleaningRules(PipelineStep):
 
 
 class WriteShards(PipelineStep):
-    """Write this task's records to ``folder/{rank:05d}{suffix}`` (JSON Lines or parquet), atomically."""
+    """Write this task's records to ``folder/{rank:05d}{suffix}`` (JSON Lines or parquet), atomically.
+
+    ``with_location`` adds each record's location under :data:`LOCATION` for :class:`ReadShards`
+    (an intermediate shard, so later stages still report the original ``file:line``).
+    """
 
     name = "BELLE shard writer"
     type = "💽 - WRITER"
 
-    def __init__(self, folder: str, suffix: str = ".jsonl"):
+    def __init__(self, folder: str, suffix: str = ".jsonl", with_location: bool = False):
         super().__init__()
         self.folder = folder
         self.suffix = suffix
+        self.with_location = with_location
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with RecordWriter(Path(self.folder) / f"{rank:05d}{self.suffix}") as writer:
             for document in data:
-                writer.write(document.metadata["record"])
+                record = document.metadata["record"]
+                writer.write({**record, LOCATION: document.id} if self.with_location else record)
         return
         yield  # a generator, like every step
+
+
+LOCATION = "__location__"
+
+
+class ReadShards(PipelineStep):
+    """Read back the intermediate shard ``folder/{rank:05d}.jsonl`` that :class:`WriteShards` wrote
+    ``with_location``: records already normalized, locations of the original input."""
+
+    name = "BELLE intermediate shards"
+    type = "📖 - READER"
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder = folder
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with open(Path(self.folder) / f"{rank:05d}.jsonl", "rb", buffering=1 << 20) as handle:
+            for line in handle:
+                record = orjson.loads(line)
+                yield Document(text="", id=record.pop(LOCATION), metadata={"record": record})
 
 
 class CollectStats(PipelineStep):
@@ -168,7 +207,7 @@ class CollectStats(PipelineStep):
             tokenize()
         folder = Path(self.folder)
         if tok is not None:
-            with atomic_write(folder / f"{rank:05d}.npy") as handle:
+            with work_file(folder / f"{rank:05d}.npy") as handle:
                 np.save(handle, np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64))
         write_json(folder / f"{rank:05d}.json", {"turns": {str(k): v for k, v in turns.items()},
                                                  "by_role": dict(by_role)})
