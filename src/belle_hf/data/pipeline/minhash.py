@@ -196,17 +196,18 @@ class ConfirmCandidates(PipelineStep):
         self.exact_only = exact_only
         self.max_representatives = max_representatives
 
-    def _groups(self, bucket: int):
+    def _groups(self, bucket: int, chunk_pairs: int = 1 << 18):
         for path in sorted(Path(self.dups_folder).glob(f"{bucket:05d}_*.dups")):
-            pairs = np.fromfile(path, dtype="<u4").reshape(-1, 4).tolist()
             group: list[tuple[int, int]] = []
-            for f1, d1, f2, d2 in pairs:
-                if group and group[-1] == (f1, d1):
-                    group.append((f2, d2))
-                    continue
-                if group:
-                    yield group
-                group = [(f1, d1), (f2, d2)]
+            with open(path, "rb") as handle:  # in chunks: a band of a huge corpus has millions of pairs
+                while chunk := handle.read(16 * chunk_pairs):
+                    for f1, d1, f2, d2 in np.frombuffer(chunk, dtype="<u4").reshape(-1, 4).tolist():
+                        if group and group[-1] == (f1, d1):
+                            group.append((f2, d2))
+                            continue
+                        if group:
+                            yield group
+                        group = [(f1, d1), (f2, d2)]
             if group:
                 yield group
 

@@ -196,10 +196,12 @@ def _executor(stage: Stage, config: ExecutorConfig, logging_dir: str, depends=No
         return SlurmPipelineExecutor(stage.pipeline, tasks=stage.tasks, logging_dir=logging_dir, depends=depends,
                                      **options)
     try:
+        import ray
         from datatrove.executor.ray import RayPipelineExecutor
-        import ray  # noqa: F401
     except ImportError:
         raise BelleError("the ray executor needs Ray: pip install 'ray[default]'") from None
+    if not ray.is_initialized():
+        ray.init()  # joins the cluster named by RAY_ADDRESS (datatrove expects Ray started)
     return RayPipelineExecutor(stage.pipeline, tasks=stage.tasks, workers=config.workers or -1,
                                logging_dir=logging_dir, **config.cluster)
 
