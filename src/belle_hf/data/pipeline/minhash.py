@@ -103,6 +103,7 @@ class CharNgramSignatures(MinhashDedupSignature):
         self.exact_only = exact_only
         self._digest = b""
         self._signatures = None
+        self._multiply_shift: tuple[np.ndarray, np.ndarray] | None = None
 
     def get_shingles(self, text: str) -> np.ndarray:
         # datatrove's get_shingles (with CharacterTokenizer) would hash each n-gram in a Python
@@ -112,11 +113,28 @@ class CharNgramSignatures(MinhashDedupSignature):
         return char_ngram_hashes(text, self.ngram)
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+        """The MinHash signature, split into bands, as datatrove's bucket files want it.
+
+        datatrove's own permutations take a 64-bit modulo per shingle and hash, and split the
+        result with ``np.split``; this multiply-shift family (``(a*x + b) mod 2**64``, top 32
+        bits, ``a`` odd: universal) needs one multiply-add per element and is about 3x faster,
+        the cost that dominates deduplication.
+        """
         if self.exact_only:
             return [np.frombuffer(self._digest, dtype="<u4").tolist()]
-        signature = super().get_signature(shingles)
-        self._signatures.write(np.asarray(signature, dtype="<u4").tobytes())
-        return signature
+        if self._multiply_shift is None:
+            rng = np.random.default_rng(self.config.seed)
+            high = np.iinfo(np.uint64).max
+            a = rng.integers(1, high, size=(1, self.num_hashes), dtype=np.uint64, endpoint=True) | np.uint64(1)
+            self._multiply_shift = (a, rng.integers(0, high, size=(1, self.num_hashes), dtype=np.uint64))
+        a, b = self._multiply_shift
+        # in place (no temporaries: 5x faster); integer arrays wrap silently, which is the mod 2**64.
+        # The top bits are monotonic in the whole value, so the min can come before the shift.
+        values = np.multiply(shingles, a)
+        np.add(values, b, out=values)
+        signature = (values.min(axis=0) >> np.uint64(32)).astype("<u4")
+        self._signatures.write(signature.tobytes())
+        return signature.reshape(self.config.num_buckets, self.config.hashes_per_bucket).tolist()
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
         from belle_hf.data.dedup import conversation_text, exact_key
