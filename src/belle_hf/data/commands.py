@@ -26,6 +26,20 @@ ClusterConfig = Annotated[Optional[Path], typer.Option(
     "(partition, time, cpus_per_task, mem_per_cpu_gb, env_command, ...).")]
 
 
+# The near-duplicate test, shared by dedup and mix.
+Threshold = Annotated[float, typer.Option("--threshold", help="Jaccard similarity above which rows are near "
+                                          "duplicates.")]
+Ngram = Annotated[int, typer.Option("--ngram", help="Character n-gram length for MinHash.")]
+NumPerm = Annotated[int, typer.Option("--num-perm", help="MinHash permutations.")]
+ExactOnly = Annotated[bool, typer.Option("--exact-only", help="Remove exact duplicates only.")]
+
+
+def _dedup_config(threshold: float, ngram: int, num_perm: int, exact_only: bool):
+    from belle_hf.data.dedup import DedupConfig
+
+    return DedupConfig(threshold=threshold, ngram=ngram, num_perm=num_perm, near=not exact_only)
+
+
 def _executor(executor, workers, tasks, work_dir, cluster_config):
     from belle_hf.data.pipeline import ExecutorConfig
 
@@ -130,12 +144,12 @@ def clean(
 def dedup(
     src: Path = typer.Argument(..., help="Record file in any BELLE schema."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .jsonl (or .parquet) without duplicates."),
-    threshold: float = typer.Option(0.8, "--threshold", help="Jaccard similarity above which rows are near duplicates."),
-    ngram: int = typer.Option(5, "--ngram", help="Character n-gram length for MinHash."),
-    num_perm: int = typer.Option(128, "--num-perm", help="MinHash permutations."),
-    exact_only: bool = typer.Option(False, "--exact-only", help="Remove exact duplicates only."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the dedup report (JSON) here."),
+    threshold: Threshold = 0.8,
+    ngram: Ngram = 5,
+    num_perm: NumPerm = 128,
+    exact_only: ExactOnly = False,
     schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the dedup report (JSON) here."),
     executor: Executor = None,
     workers: Workers = None,
     tasks: Tasks = None,
@@ -143,9 +157,9 @@ def dedup(
     cluster_config: ClusterConfig = None,
 ) -> None:
     """Remove exact duplicates, then near duplicates (MinHash-LSH on character n-grams); keep the first."""
-    from belle_hf.data.dedup import DedupConfig, dedup_file
+    from belle_hf.data.dedup import dedup_file
 
-    config = DedupConfig(threshold=threshold, ngram=ngram, num_perm=num_perm, near=not exact_only)
+    config = _dedup_config(threshold, ngram, num_perm, exact_only)
     _echo(dedup_file(src, output, config=config, schema=schema, report_path=report,
                      executor=_executor(executor, workers, tasks, work_dir, cluster_config)))
 
@@ -193,12 +207,12 @@ def mix(
                                      "row of the first source that has it."),
     output: Path = typer.Option(..., "-o", "--output", help="Dataset folder to write: data/train-*.parquet."),
     rules: Optional[str] = typer.Option(None, "--rules", help="Comma-separated cleaning rules (default: all)."),
-    threshold: float = typer.Option(0.8, "--threshold", help="Jaccard similarity above which rows are near duplicates."),
-    ngram: int = typer.Option(5, "--ngram", help="Character n-gram length for MinHash."),
-    num_perm: int = typer.Option(128, "--num-perm", help="MinHash permutations."),
-    exact_only: bool = typer.Option(False, "--exact-only", help="Remove exact duplicates only."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the mix report (JSON) here."),
+    threshold: Threshold = 0.8,
+    ngram: Ngram = 5,
+    num_perm: NumPerm = 128,
+    exact_only: ExactOnly = False,
     schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the mix report (JSON) here."),
     executor: Executor = None,
     workers: Workers = None,
     tasks: Tasks = None,
@@ -206,10 +220,9 @@ def mix(
     cluster_config: ClusterConfig = None,
 ) -> None:
     """Normalize, clean and deduplicate several corpora together into parquet shards, keeping each row's source."""
-    from belle_hf.data.dedup import DedupConfig
     from belle_hf.data.mix import mix as mix_sources
 
-    config = DedupConfig(threshold=threshold, ngram=ngram, num_perm=num_perm, near=not exact_only)
+    config = _dedup_config(threshold, ngram, num_perm, exact_only)
     selected = None if rules is None else [name for name in rules.split(",") if name.strip()]
     _echo(mix_sources(srcs, output, rules=selected, config=config, schema=schema, report_path=report,
                       executor=_executor(executor, workers, tasks, work_dir, cluster_config)))
