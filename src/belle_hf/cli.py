@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="belle", standalone_mode=False)
+        code = command.main(args=argv, prog_name="belle", standalone_mode=False)
+        # Without standalone mode click *returns* the code of an Exit, and typer turns Ctrl-C
+        # (KeyboardInterrupt) into Exit(130): an interrupted command must not exit 0.
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as error:

@@ -174,8 +174,9 @@ def _belle(*args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _kill_after_first_task(process, work: Path, stage: str = "signatures") -> None:
-    """SIGKILL the whole process group (the command and its workers) once one task of ``stage`` is done."""
+def _kill_after_first_task(process, work: Path, stage: str = "signatures", sig=signal.SIGKILL) -> None:
+    """Signal the whole process group (the command and its workers, as Ctrl-C or a node loss would)
+    once one task of ``stage`` is done, and wait for the command to end."""
     deadline = time.monotonic() + 120
     marker = work / "logs" / stage / "completions"
     while time.monotonic() < deadline and process.poll() is None:
@@ -183,8 +184,8 @@ def _kill_after_first_task(process, work: Path, stage: str = "signatures") -> No
             break
         time.sleep(0.05)
     assert process.poll() is None, process.communicate()
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    os.killpg(process.pid, sig)
+    process.communicate(timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +217,8 @@ def test_rerun_after_sigkill_resumes_and_equals_an_uninterrupted_run(big_planted
 def test_rerun_with_another_threshold_does_not_reuse_stale_work(big_planted, tmp_path):
     out = tmp_path / "out.jsonl"
     process = _belle("data", "dedup", big_planted, "-o", out, "--threshold", "0.8", "--tasks", "6", "--workers", "2")
-    _kill_after_first_task(process, tmp_path / ".out.jsonl.belle-work")
+    _kill_after_first_task(process, tmp_path / ".out.jsonl.belle-work", sig=signal.SIGINT)  # Ctrl-C
+    assert process.returncode == 130 and not out.exists()
 
     rerun = _belle("data", "dedup", big_planted, "-o", out, "--threshold", "0.5", "--tasks", "6", "--workers", "2",
                    "--report", tmp_path / "r.json")
