@@ -127,7 +127,7 @@ def test_mix_dedups_across_corpora_keeps_sources_and_feeds_publish_and_train(tmp
     assert json.loads((tmp_path / "mix.json").read_text(encoding="utf-8"))["dedup"]["rows_kept"] == 7
 
 
-def test_output_that_is_an_input_is_refused(tmp_path):
+def test_output_that_is_an_input_is_refused(tmp_path, run_belle):
     src = write_jsonl(tmp_path / "rows.jsonl", [{"instruction": "你好吗？", "input": "", "output": "很好。"}])
     before = src.read_bytes()
     with pytest.raises(BelleError, match="overwrite the input"):
@@ -136,7 +136,9 @@ def test_output_that_is_an_input_is_refused(tmp_path):
         clean_file(src, tmp_path / "." / "rows.jsonl")
     with pytest.raises(BelleError, match="overwrite the input"):
         mix([src], tmp_path)  # the output folder holds the input
-    assert src.read_bytes() == before
+    code, _, err = run_belle("data", "mix", src, "-o", tmp_path, "--workers", "1")
+    assert code == 1 and f"{tmp_path}: the output would overwrite the input {src}" in err
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
 
 
 def test_a_work_folder_that_is_not_ours_is_left_alone(tmp_path):
