@@ -130,14 +130,14 @@ def test_mix_dedups_across_corpora_keeps_sources_and_feeds_publish_and_train(tmp
 def test_output_that_is_an_input_is_refused(tmp_path, run_belle):
     src = write_jsonl(tmp_path / "rows.jsonl", [{"instruction": "你好吗？", "input": "", "output": "很好。"}])
     before = src.read_bytes()
-    with pytest.raises(BelleError, match="overwrite the input"):
+    with pytest.raises(BelleError, match="output is the input"):
         dedup_file(src, src)
-    with pytest.raises(BelleError, match="overwrite the input"):
+    with pytest.raises(BelleError, match="output is the input"):
         clean_file(src, tmp_path / "." / "rows.jsonl")
-    with pytest.raises(BelleError, match="overwrite the input"):
+    with pytest.raises(BelleError, match="holds the input"):
         mix([src], tmp_path)  # the output folder holds the input
     code, _, err = run_belle("data", "mix", src, "-o", tmp_path, "--workers", "1")
-    assert code == 1 and f"{tmp_path}: the output would overwrite the input {src}" in err
+    assert code == 1 and f"{tmp_path}: this output folder holds the input {src}" in err
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
 
 

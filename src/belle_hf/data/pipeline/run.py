@@ -25,7 +25,7 @@ import yaml
 from datatrove.executor.local import LocalPipelineExecutor
 
 from belle_hf.errors import BelleError
-from belle_hf.io import atomic_write_text
+from belle_hf.io import atomic_write_text, check_output_is_not_input
 
 EXECUTORS = ("local", "slurm", "ray")
 FINGERPRINT = "belle-work.json"
@@ -143,18 +143,6 @@ def default_work_dir(output: str | os.PathLike) -> Path:
     return output.parent / f".{output.name}.belle-work"
 
 
-def refuse_output_among_inputs(output: str | os.PathLike, sources: list[str]) -> None:
-    """A BelleError when ``output`` is one of the inputs, or a folder holding one."""
-    out = Path(output).expanduser().resolve()
-    for source in sources:
-        path = Path(source).expanduser()
-        if not path.exists():
-            continue
-        path = path.resolve()
-        if path == out or out in path.parents:
-            raise BelleError(f"{output}: the output would overwrite the input {source}; choose another output")
-
-
 # Imported once by the fork server that starts the local workers, so that each worker is forked
 # with them loaded instead of importing them again (seconds per worker on a busy machine).
 WORKER_PRELOAD = ["numpy", "orjson", "pyarrow.parquet", "datatrove.pipeline.dedup.minhash", "belle_hf.data.pipeline.minhash",
@@ -262,7 +250,8 @@ def run_pipeline(kind: str, sources: list[str], output: str | os.PathLike | None
 
     executor = executor or ExecutorConfig()
     if output is not None:
-        refuse_output_among_inputs(output, sources)
+        # replaces_folder: mix swaps its output folder whole, so no input may live inside it
+        check_output_is_not_input(output, sources, replaces_folder=True)
     tasks = tasks or executor.tasks or default_tasks(sources)
     identity = {"kind": kind, "sources": source_identity(sources), "tasks": tasks,
                 "output": None if output is None else str(Path(output).expanduser().resolve()), **settings}
