@@ -15,3 +15,7 @@ layers over it. Each sub-package is one stage of the pipeline:
 """
 
 __version__ = "0.1.0"
+
+from belle_hf.io import keep_ordinary_modes_for_safetensors as _keep_modes
+
+_keep_modes()  # weight files get the same mode as every other written file (see the function)
