@@ -19,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama model + BPE tokenizer with BELLE's chat template, saved as an HF folder."""
-    from belle_hf.tiny_model import save_tiny_model
+    from belle_hf.testing import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
