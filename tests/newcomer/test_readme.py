@@ -57,6 +57,12 @@ def test_the_two_commands_are_written_as_the_brief_gives_them():
     assert COMMAND_1 in first and COMMAND_2 in first
 
 
+def test_no_block_points_outside_the_checkout():
+    """A fresh checkout has no ``../shared``: commands use files the README says how to get."""
+    for block in readme_blocks():
+        assert "../" not in block["body"], f"README.md:{block['line']}: a path outside the checkout"
+
+
 def _digest(folder: Path) -> dict[str, str]:
     return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(folder.rglob("*")) if path.is_file()}
