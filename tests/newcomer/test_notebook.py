@@ -28,7 +28,7 @@ def test_notebook_runs_end_to_end_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("BELLE_NOTEBOOK_SKIP_INSTALL", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # it must download nothing
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                      for output in cell.outputs)
     assert "belle-hf ready" in text and "eval loss:" in text
