@@ -126,7 +126,7 @@ def _source_column(table: pa.Table, default_source: str) -> pa.Array:
 
 def _blank(strings: pa.Array) -> np.ndarray:
     """``not s.strip()`` for every string (nulls count as blank)."""
-    trimmed = pc.utf8_length(pc.utf8_trim(strings, characters=PY_WHITESPACE))
+    trimmed = pc.binary_length(pc.utf8_trim(strings, characters=PY_WHITESPACE))
     return pc.fill_null(pc.equal(trimmed, 0), True).to_numpy(zero_copy_only=False)
 
 
@@ -249,55 +249,94 @@ def _messages_schema(table: pa.Table) -> pa.Array:
 
 
 # The turn markers of belle-multiturn, as in ``schemas._LINE_START_TURN_MARKER``: "Human:" or
-# "Assistant:" (half- or full-width colon) after a newline. Each becomes a NUL plus its initial,
-# so one split gives [before, "H..."/"A...", ...]; text holding a NUL is left to the reference.
-_MARKER = r"\n(H)uman[:：]|\n(A)ssistant[:：]"
+# "Assistant:" (half- or full-width colon) at the start of a line, the newline included.
+_SPEAKER_WORDS = ((b"Human", _USER), (b"Assistant", _ASSISTANT))
+_COLONS = (b":", "：".encode())
+
+
+def _split_at_markers(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """Cut every string at its turn markers, without copying a byte.
+
+    Returns ``(pieces, counts, roles)``: row ``i`` becomes ``counts[i]`` consecutive pieces
+    ``[before, marker, content, marker, content, ...]``, and ``roles`` holds the speaker of
+    every marker in order. A regex replace-and-split in pyarrow costs as much as loading the
+    file; markers always follow a newline (or open the string), so numpy finds the newlines,
+    compares the few bytes after each, and the pieces are new offsets over the same data buffer.
+    """
+    rows = len(strings)
+    _, offset_buffer, data_buffer = strings.buffers()
+    offsets = np.frombuffer(offset_buffer, np.int32, rows + 1, strings.offset * 4).astype(np.int64)
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(1, np.uint8)
+    last_byte = len(data) - 1
+    low, high = int(offsets[0]), int(offsets[-1])
+    newlines = low + np.flatnonzero(data[low:high] == ord("\n"))
+    # A marker may open the string (the reference splits "\n" + text) or follow a newline in it.
+    opens = offsets[:-1][np.diff(offsets) > 0]
+    marker_start = np.concatenate([opens, newlines])
+    word_start = np.concatenate([opens, newlines + 1])
+
+    def matching(candidates: np.ndarray, at: np.ndarray, text: bytes) -> tuple[np.ndarray, np.ndarray]:
+        for index, byte in enumerate(text):  # byte by byte: each step only gathers the survivors
+            keep = data[np.minimum(at + index, last_byte)] == byte
+            candidates, at = candidates[keep], at[keep]
+        return candidates, at + len(text)
+
+    found, ends, speakers = [], [], []
+    for word, role in _SPEAKER_WORDS:
+        after_word = matching(np.arange(len(word_start)), word_start, word)
+        for colon in _COLONS:
+            candidates, end = matching(*after_word, colon)
+            found.append(candidates)
+            ends.append(end)
+            speakers.append(np.full(len(candidates), role, dtype=np.int8))
+    found, ends, speakers = np.concatenate(found), np.concatenate(ends), np.concatenate(speakers)
+    starts = marker_start[found]
+    row = np.searchsorted(offsets, starts, side="right") - 1
+    inside = ends <= offsets[row + 1]  # a marker never runs into the next string
+    order = np.argsort(starts[inside], kind="stable")
+    starts, ends, speakers, row = starts[inside][order], ends[inside][order], speakers[inside][order], row[inside][order]
+    bounds = np.sort(np.concatenate([offsets, starts, ends]))
+    pieces = pa.StringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds.astype(np.int32)), data_buffer)
+    return pieces, 1 + 2 * np.bincount(row, minlength=rows), speakers
 
 
 def _belle_multiturn(table: pa.Table) -> pa.Array:
     instruction, output = _column(table, "instruction"), _column(table, "output")
-    if pc.any(pc.match_substring(instruction, "\x00")).as_py():
-        raise Unsupported("NUL in instruction")
     rows = len(table)
     _first_bad(instruction.is_null().to_numpy(zero_copy_only=False) | output.is_null().to_numpy(zero_copy_only=False))
-    marked = pc.replace_substring_regex(pc.binary_join_element_wise("\n", instruction, ""), _MARKER, "\x00\\1\\2")
-    parts = pc.split_pattern(marked, "\x00")
-    counts = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
-    pieces = parts.flatten()
-    starts = parts.offsets.to_numpy() - parts.offsets[0].as_py()
-    before = pieces.take(pa.array(starts[:-1]))
+    parts, counts, roles = _split_at_markers(instruction)
+    # Every piece stripped once: the text before the first marker, the markers and the contents.
+    pieces = pc.utf8_trim(parts, characters=PY_WHITESPACE)
+    empty = pc.binary_length(pieces).to_numpy(zero_copy_only=False) == 0
+    starts = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
     # No marker at all, or text before the first one.
-    _first_bad((counts == 1) | ~_blank(before))
-    # Every piece after the first is a turn: its initial names the speaker, the rest is the content.
-    is_turn = np.ones(len(pieces), dtype=bool)
-    is_turn[starts[:-1]] = False
-    turns = pieces.filter(pa.array(is_turn))
-    roles = np.where(pc.starts_with(turns, "H").to_numpy(zero_copy_only=False), _USER, _ASSISTANT).astype(np.int8)
-    contents = pc.utf8_trim(pc.utf8_slice_codeunits(turns, 1), characters=PY_WHITESPACE)
-    turn_offsets = np.zeros(rows + 1, dtype=np.int64)
-    np.cumsum(counts - 1, out=turn_offsets[1:])
+    _first_bad((counts == 1) | ~empty[starts[:-1]])
+    turns_per_row = (counts - 1) // 2
+    row_of_turn = np.repeat(np.arange(rows), turns_per_row)
+    turn_start = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(turns_per_row, out=turn_start[1:])
+    rank = np.arange(turn_start[-1]) - turn_start[:-1][row_of_turn]
+    content_at = starts[:-1][row_of_turn] + 2 + 2 * rank  # each turn: its marker, then its content
     # The trailing "Assistant:" that ``output`` answers is dropped; ``output`` (stripped) is the last turn.
-    last = turn_offsets[1:] - 1
-    empty_content = (pc.utf8_length(contents).to_numpy(zero_copy_only=False) == 0)
-    drop_last = (roles[last] == _ASSISTANT) & empty_content[last]
+    last = turn_start[1:] - 1
+    drop_last = (roles[last] == _ASSISTANT) & empty[content_at[last]]
     keep = np.ones(len(roles), dtype=bool)
     keep[last[drop_last]] = False
     _first_bad(_blank(output))
-    kept_per_row = (counts - 1) - drop_last
+    kept_per_row = turns_per_row - drop_last
     offsets = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(kept_per_row + 1, out=offsets[1:])
+    kept = np.flatnonzero(keep)
+    row_of_kept = row_of_turn[kept]
+    kept_rank = np.arange(len(kept)) - (offsets[:-1] - np.arange(rows))[row_of_kept]
     take = np.empty(offsets[-1], dtype=np.int64)
     all_roles = np.empty(offsets[-1], dtype=np.int8)
-    row_of_kept = np.repeat(np.arange(rows), kept_per_row)
-    kept_index = np.flatnonzero(keep)
-    # Position of each kept turn in the output: its row's start plus its rank within the row.
-    kept_start = np.concatenate(([0], np.cumsum(kept_per_row)[:-1]))
-    rank = np.arange(len(kept_index)) - kept_start[row_of_kept]
-    at = offsets[:-1][row_of_kept] + rank
-    take[at], all_roles[at] = kept_index, roles[kept_index]
+    at = offsets[:-1][row_of_kept] + kept_rank
+    take[at], all_roles[at] = content_at[kept], roles[kept]
     answer_at = offsets[1:] - 1
-    take[answer_at], all_roles[answer_at] = len(roles) + np.arange(rows), _ASSISTANT
-    contents = pa.concat_arrays([contents, pc.utf8_trim(output, characters=PY_WHITESPACE)]).take(pa.array(take))
+    take[answer_at], all_roles[answer_at] = len(pieces) + np.arange(rows), _ASSISTANT
+    contents = pa.concat_arrays([pieces, pc.utf8_trim(output, characters=PY_WHITESPACE)]).take(pa.array(take))
     _first_bad(_alternation_bad(offsets, all_roles) | _empty_answers(offsets, all_roles, contents))
     return _messages(offsets, all_roles, contents)
 
