@@ -200,6 +200,8 @@ def _list_of_structs(table: pa.Table, name: str, fields: tuple[str, str]):
     column = table.column(name).combine_chunks()
     if pa.types.is_large_list(column.type):
         column = column.cast(pa.list_(column.type.value_type))
+    if pa.types.is_null(column.type) or (pa.types.is_list(column.type) and pa.types.is_null(column.type.value_type)):
+        raise BadRow(0)  # no row holds an object: every list is null, empty or made of nulls
     if not pa.types.is_list(column.type) or not pa.types.is_struct(column.type.value_type):
         raise Unsupported(f"{name} is {column.type}")
     empty = pc.fill_null(pc.equal(pc.list_value_length(column), 0), True).to_numpy(zero_copy_only=False)
