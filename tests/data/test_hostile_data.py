@@ -5,6 +5,7 @@ Each case ends in one line that names the file (and line), or in ids kept exactl
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -90,31 +91,22 @@ def _head(path, *extra):
     return done.returncode, done.stdout, [line for line in done.stderr.splitlines() if line.strip()]
 
 
-def test_head_on_gbk_file_says_not_utf8(tmp_path):
-    path = tmp_path / "gbk.jsonl"
-    path.write_bytes('{"instruction": "你好", "output": "世界"}\n'.encode("gbk"))
-    code, out, err = _head(path)
-    assert code == 1 and out == ""
-    assert len(err) == 1 and f"{path}:1" in err[0] and "not UTF-8" in err[0], err
-    with pytest.raises(DataFormatError, match=r"gbk.jsonl:1: not UTF-8"):
-        load(path)
+BROKEN_FILES = {
+    # name: (content, what the one line says after the path)
+    "gbk.jsonl": ('{"instruction": "你好", "output": "世界"}\n'.encode("gbk"), ":1: not UTF-8"),
+    "cut.jsonl": ('{"instruction": "问", "output": "答"}\n{"instruction": "问", "outp'.encode(), ":2: invalid JSON"),
+    "empty.jsonl": (b"\n  \n", ": the file is empty"),
+}
 
 
-def test_head_on_truncated_file_names_the_line(tmp_path):
-    path = tmp_path / "cut.jsonl"
-    path.write_text('{"instruction": "问", "output": "答"}\n{"instruction": "问", "outp')
-    code, out, err = _head(path)
-    assert code == 1 and len(err) == 1 and f"{path}:2: invalid JSON" in err[0], err
-    with pytest.raises(DataFormatError, match=r"cut.jsonl:2: invalid JSON"):
-        load(path)
-
-
-def test_head_and_load_on_empty_file(tmp_path):
-    path = tmp_path / "empty.jsonl"
-    path.write_text("\n  \n")
-    code, out, err = _head(path)
-    assert code == 1 and len(err) == 1 and str(path) in err[0] and "empty" in err[0], err
-    with pytest.raises(BelleError, match="empty.jsonl: the file is empty"):
+@pytest.mark.parametrize("name", sorted(BROKEN_FILES))
+def test_head_and_load_on_broken_files_print_one_line(name, tmp_path):
+    content, message = BROKEN_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    code, _, err = _head(path, "-n", "5")
+    assert code == 1 and len(err) == 1 and f"{path}{message}" in err[0], err
+    with pytest.raises(BelleError, match=re.escape(f"{path}{message}")):
         load(path)
 
 

@@ -284,8 +284,10 @@ def _split_at_markers(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarr
         return candidates, at + len(text)
 
     found, ends, speakers = [], [], []
+    initial = data[np.minimum(word_start, last_byte)]
     for word, role in _SPEAKER_WORDS:
-        after_word = matching(np.arange(len(word_start)), word_start, word)
+        candidates = np.flatnonzero(initial == word[0])
+        after_word = matching(candidates, word_start[candidates], word)
         for colon in _COLONS:
             candidates, end = matching(*after_word, colon)
             found.append(candidates)
@@ -297,7 +299,8 @@ def _split_at_markers(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarr
     inside = ends <= offsets[row + 1]  # a marker never runs into the next string
     order = np.argsort(starts[inside], kind="stable")
     starts, ends, speakers, row = starts[inside][order], ends[inside][order], speakers[inside][order], row[inside][order]
-    bounds = np.sort(np.concatenate([offsets, starts, ends]))
+    # Two sorted runs (string bounds, marker bounds): the stable sort merges them in one pass.
+    bounds = np.sort(np.concatenate([offsets, np.column_stack([starts, ends]).ravel()]), kind="stable")
     pieces = pa.StringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds.astype(np.int32)), data_buffer)
     return pieces, 1 + 2 * np.bincount(row, minlength=rows), speakers
 
@@ -325,7 +328,8 @@ def _belle_multiturn(table: pa.Table) -> pa.Array:
     drop_last = (roles[last] == _ASSISTANT) & empty[content_at[last]]
     keep = np.ones(len(roles), dtype=bool)
     keep[last[drop_last]] = False
-    _first_bad(_blank(output))
+    answers = pc.utf8_trim(output, characters=PY_WHITESPACE)
+    _first_bad(pc.binary_length(answers).to_numpy(zero_copy_only=False) == 0)
     kept_per_row = turns_per_row - drop_last
     offsets = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(kept_per_row + 1, out=offsets[1:])
@@ -338,8 +342,11 @@ def _belle_multiturn(table: pa.Table) -> pa.Array:
     take[at], all_roles[at] = content_at[kept], roles[kept]
     answer_at = offsets[1:] - 1
     take[answer_at], all_roles[answer_at] = len(pieces) + np.arange(rows), _ASSISTANT
-    contents = pa.concat_arrays([pieces, pc.utf8_trim(output, characters=PY_WHITESPACE)]).take(pa.array(take))
-    _first_bad(_alternation_bad(offsets, all_roles) | _empty_answers(offsets, all_roles, contents))
+    # Contents are stripped already: an empty answer in the history is an empty piece.
+    empty_answer = np.zeros(offsets[-1], dtype=bool)
+    empty_answer[at] = empty[content_at[kept]] & (roles[kept] == _ASSISTANT)
+    _first_bad(_alternation_bad(offsets, all_roles) | (np.bincount(np.repeat(np.arange(rows), np.diff(offsets))[empty_answer], minlength=rows) > 0))
+    contents = pa.concat_arrays([pieces, answers]).take(pa.array(take))
     return _messages(offsets, all_roles, contents)
 
 
