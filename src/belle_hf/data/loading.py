@@ -14,6 +14,9 @@ from belle_hf.errors import BelleError, DataFormatError
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 _RECORD_SUFFIXES = (".json", ".jsonl", ".parquet")
+# Rows per columnar normalization (and per written Arrow batch): large enough that the per-batch
+# Python overhead vanishes, small enough to keep memory flat (tens of MB).
+BATCH_ROWS = 10_000
 
 
 def _builder_for(path: str) -> str:
@@ -305,9 +308,9 @@ def _normalize_dataset(raw, name: str, schema: str, source_name: str, num_proc: 
         except columnar.Unsupported:
             return _reference_table(table, indices, normalizer, source_name, name)
 
-    normalized = raw.with_format("arrow").map(fast, batched=True, batch_size=10_000, with_indices=True,
+    normalized = raw.with_format("arrow").map(fast, batched=True, batch_size=BATCH_ROWS, with_indices=True,
                                               remove_columns=columns, features=features, num_proc=num_proc,
-                                              desc=f"Normalizing ({schema})")
+                                              writer_batch_size=BATCH_ROWS, desc=f"Normalizing ({schema})")
     return normalized.with_format(None)
 
 
