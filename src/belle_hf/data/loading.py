@@ -310,8 +310,23 @@ def _normalize_dataset(raw, name: str, schema: str, source_name: str, num_proc: 
 
     normalized = raw.with_format("arrow").map(fast, batched=True, batch_size=BATCH_ROWS, with_indices=True,
                                               remove_columns=columns, features=features, num_proc=num_proc,
-                                              writer_batch_size=BATCH_ROWS, desc=f"Normalizing ({schema})")
+                                              writer_batch_size=BATCH_ROWS, desc=f"Normalizing ({schema})",
+                                              new_fingerprint=_fingerprint(raw, schema, source_name, name))
     return normalized.with_format(None)
+
+
+def _fingerprint(raw, *settings: str) -> str:
+    """The cache key of a normalization: the raw data, the settings and the normalizers' own code.
+
+    ``datasets`` hashes the mapped function but not the module functions it calls, so a changed
+    normalizer would otherwise reuse the old result from the cache.
+    """
+    from datasets.fingerprint import Hasher
+
+    from belle_hf.data import columnar, schemas
+
+    code = [Path(module.__file__).read_bytes() for module in (columnar, schemas)]
+    return Hasher.hash([raw._fingerprint, *settings, *code])
 
 
 def _reference_table(table, indices, normalizer, source_name: str, name: str):
