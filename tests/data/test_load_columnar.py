@@ -124,15 +124,3 @@ def test_bad_row_in_the_middle_names_file_line_and_field(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError, match=rf"big.jsonl:23457: field 'conversations\[1\]\.from': unknown speaker"):
         load(path)
-
-
-def test_strip_spans_is_str_strip():
-    from belle_hf.data.columnar import _spans_of, _strip_spans
-
-    rng = random.Random(0)
-    alphabet = list(PY_WHITESPACE) + ["a", "中", "😀", "\u200b", "\x85x"]
-    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))) for _ in range(3000)]
-    strings = pa.array(["pad"] + texts).slice(1)
-    offsets, data = _spans_of(strings)
-    starts, ends = _strip_spans(data, offsets[:-1], offsets[1:])
-    assert [data[s:e].tobytes().decode() for s, e in zip(starts, ends)] == [text.strip() for text in texts]

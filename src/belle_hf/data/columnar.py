@@ -256,80 +256,19 @@ _SPEAKER_WORDS = ((b"Human", _USER), (b"Assistant", _ASSISTANT))
 _COLONS = (b":", "：".encode())
 
 
-def _spans_of(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, data bytes) of a string array, as numpy views of its buffers."""
-    _, offset_buffer, data_buffer = strings.buffers()
-    offsets = np.frombuffer(offset_buffer, np.int32, len(strings) + 1, strings.offset * 4).astype(np.int64)
-    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None and data_buffer.size else np.zeros(1, np.uint8)
-    return offsets, data
-
-
-_ASCII_SPACE = np.zeros(256, dtype=bool)
-_ASCII_SPACE[[ord(c) for c in PY_WHITESPACE if ord(c) < 0x80]] = True
-_WIDE_SPACES = {width: np.array(sorted(int.from_bytes(c.encode(), "big") for c in PY_WHITESPACE
-                                       if len(c.encode()) == width)) for width in (2, 3)}
-
-
-def _space_width(data: np.ndarray, at: np.ndarray, limit: np.ndarray, backwards: bool) -> np.ndarray:
-    """Bytes of the whitespace character that starts at ``at`` (or ends before it), 0 if none."""
-    last = len(data) - 1
-
-    def code(first: np.ndarray, width: int) -> np.ndarray:
-        value = np.zeros(len(first), dtype=np.int64)
-        for index in range(width):
-            value = (value << 8) | data[np.clip(first + index, 0, last)]
-        return value
-
-    if backwards:
-        width = np.where(_ASCII_SPACE[data[np.clip(at - 1, 0, last)]], 1, 0)
-        for size in (2, 3):
-            wide = (at - size >= limit) & np.isin(code(at - size, size), _WIDE_SPACES[size])
-            width = np.where(wide, size, width)
-    else:
-        width = np.where(_ASCII_SPACE[data[np.clip(at, 0, last)]], 1, 0)
-        for size in (2, 3):
-            wide = (at + size <= limit) & np.isin(code(at, size), _WIDE_SPACES[size])
-            width = np.where(wide, size, width)
-    return width
-
-
-def _strip_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``str.strip()`` of byte spans of valid UTF-8, as new spans (no string is copied).
-
-    Each pass moves every span that still starts (ends) with a whitespace character past it;
-    BELLE's text has a space or newline or two at most, so two or three passes do.
-    """
-    starts, ends = starts.copy(), ends.copy()
-    for backwards in (False, True):
-        active = np.flatnonzero(starts < ends)
-        while len(active):
-            if backwards:
-                width = _space_width(data, ends[active], starts[active], backwards=True)
-                ends[active] -= width
-            else:
-                width = _space_width(data, starts[active], ends[active], backwards=False)
-                starts[active] += width
-            active = active[(width > 0) & (starts[active] < ends[active])]
-    return starts, ends
-
-
-def _spans_array(strings: pa.Array, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """A string array over ``strings``' data buffer whose element ``2k`` is span ``k`` (gaps between)."""
-    bounds = np.column_stack([starts, ends]).ravel()
-    return pa.StringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds.astype(np.int32)), strings.buffers()[2])
-
-
-def _split_at_markers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _split_at_markers(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """Cut every string at its turn markers, without copying a byte.
 
-    Returns ``(bounds, counts, roles)``: piece ``k`` is bytes ``bounds[k]:bounds[k + 1]`` of the
-    data buffer; row ``i`` becomes ``counts[i]`` consecutive pieces ``[before, marker, content,
-    marker, content, ...]``, and ``roles`` holds the speaker of every marker in order. A regex replace-and-split in pyarrow costs as much as loading the
+    Returns ``(pieces, counts, roles)``: row ``i`` becomes ``counts[i]`` consecutive pieces
+    ``[before, marker, content, marker, content, ...]``, and ``roles`` holds the speaker of
+    every marker in order. A regex replace-and-split in pyarrow costs as much as loading the
     file; markers always follow a newline (or open the string), so numpy finds the newlines,
     compares the few bytes after each, and the pieces are new offsets over the same data buffer.
     """
     rows = len(strings)
-    offsets, data = _spans_of(strings)
+    _, offset_buffer, data_buffer = strings.buffers()
+    offsets = np.frombuffer(offset_buffer, np.int32, rows + 1, strings.offset * 4).astype(np.int64)
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(1, np.uint8)
     last_byte = len(data) - 1
     low, high = int(offsets[0]), int(offsets[-1])
     newlines = low + np.flatnonzero(data[low:high] == ord("\n"))
@@ -362,18 +301,18 @@ def _split_at_markers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.nda
     starts, ends, speakers, row = starts[inside][order], ends[inside][order], speakers[inside][order], row[inside][order]
     # Two sorted runs (string bounds, marker bounds): the stable sort merges them in one pass.
     bounds = np.sort(np.concatenate([offsets, np.column_stack([starts, ends]).ravel()]), kind="stable")
-    return bounds, 1 + 2 * np.bincount(row, minlength=rows), speakers
+    pieces = pa.StringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds.astype(np.int32)), data_buffer)
+    return pieces, 1 + 2 * np.bincount(row, minlength=rows), speakers
 
 
 def _belle_multiturn(table: pa.Table) -> pa.Array:
     instruction, output = _column(table, "instruction"), _column(table, "output")
     rows = len(table)
     _first_bad(instruction.is_null().to_numpy(zero_copy_only=False) | output.is_null().to_numpy(zero_copy_only=False))
-    bounds, counts, roles = _split_at_markers(instruction)
-    # Every piece stripped once, as spans of the data: the text before the first marker, the
-    # markers and the contents. Strings are copied once, at the end, into the output order.
-    piece_start, piece_end = _strip_spans(_spans_of(instruction)[1], bounds[:-1], bounds[1:])
-    empty = piece_end == piece_start
+    parts, counts, roles = _split_at_markers(instruction)
+    # Every piece stripped once: the text before the first marker, the markers and the contents.
+    pieces = pc.utf8_trim(parts, characters=PY_WHITESPACE)
+    empty = pc.binary_length(pieces).to_numpy(zero_copy_only=False) == 0
     starts = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
     # No marker at all, or text before the first one.
@@ -389,9 +328,8 @@ def _belle_multiturn(table: pa.Table) -> pa.Array:
     drop_last = (roles[last] == _ASSISTANT) & empty[content_at[last]]
     keep = np.ones(len(roles), dtype=bool)
     keep[last[drop_last]] = False
-    output_offsets, output_data = _spans_of(output)
-    answer_start, answer_end = _strip_spans(output_data, output_offsets[:-1], output_offsets[1:])
-    _first_bad(answer_end == answer_start)
+    answers = pc.utf8_trim(output, characters=PY_WHITESPACE)
+    _first_bad(pc.binary_length(answers).to_numpy(zero_copy_only=False) == 0)
     kept_per_row = turns_per_row - drop_last
     offsets = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(kept_per_row + 1, out=offsets[1:])
@@ -403,14 +341,12 @@ def _belle_multiturn(table: pa.Table) -> pa.Array:
     at = offsets[:-1][row_of_kept] + kept_rank
     take[at], all_roles[at] = content_at[kept], roles[kept]
     answer_at = offsets[1:] - 1
-    pieces = _spans_array(instruction, piece_start, piece_end)  # piece k is element 2k
-    take *= 2
-    take[answer_at], all_roles[answer_at] = len(pieces) + 2 * np.arange(rows), _ASSISTANT
+    take[answer_at], all_roles[answer_at] = len(pieces) + np.arange(rows), _ASSISTANT
     # Contents are stripped already: an empty answer in the history is an empty piece.
     empty_answer = np.zeros(offsets[-1], dtype=bool)
     empty_answer[at] = empty[content_at[kept]] & (roles[kept] == _ASSISTANT)
     _first_bad(_alternation_bad(offsets, all_roles) | (np.bincount(np.repeat(np.arange(rows), np.diff(offsets))[empty_answer], minlength=rows) > 0))
-    contents = pa.concat_arrays([pieces, _spans_array(output, answer_start, answer_end)]).take(pa.array(take))
+    contents = pa.concat_arrays([pieces, answers]).take(pa.array(take))
     return _messages(offsets, all_roles, contents)
 
 
