@@ -53,8 +53,17 @@ def _load_raw(name_or_path: str, split: str, streaming: bool, config_name: str |
                                      streaming=streaming, **kwargs)
     if path.is_dir():
         if _is_hub_style_folder(path):
-            # A Hub-style dataset folder (card with ``configs``, or parquet shards).
-            return datasets.load_dataset(str(path), config_name, split=split, streaming=streaming, **kwargs)
+            # A Hub-style dataset folder (card with ``configs``, or parquet shards). datasets keys its
+            # cache for such a folder on the card's file *patterns*, not on the files they match, so a
+            # folder rewritten in place (a rerun of `belle data mix`/`publish --local`) would load the
+            # old rows. Resolve the config's files with datasets itself, then load them as plain data
+            # files, whose cache key includes each file's size and modification time.
+            builder = datasets.load_dataset_builder(str(path), config_name)
+            files = {name: [str(f) for f in found] for name, found in (builder.config.data_files or {}).items()}
+            if split not in files:
+                raise BelleError(f"{path}: no '{split}' split in this dataset folder (it has {', '.join(files) or 'none'})")
+            return datasets.load_dataset(_builder_for(files[split][0]), data_files={split: files[split]}, split=split,
+                                         streaming=streaming, **kwargs)
         files = _local_record_files(str(path))
         if not files:
             raise BelleError(f"{path}: no .json, .jsonl or .parquet files in this folder")
