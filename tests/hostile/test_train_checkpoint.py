@@ -1,0 +1,103 @@
+"""A kill while a checkpoint is being saved: the rerun sets the incomplete checkpoint aside (and says
+so), resumes from the newest complete one and finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from trainkit import belle_command, belle_env, run_belle_process, write_recipe
+
+pytestmark = pytest.mark.slow
+
+
+def logged_steps(folder: Path) -> list[int]:
+    history = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["log_history"]
+    return [entry["step"] for entry in history if "loss" in entry]
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+# What a kill leaves at different moments of transformers' save (weights, optimizer and scheduler,
+# RNG state, then trainer_state.json last).
+DAMAGE = {
+    "empty folder": lambda c: [p.unlink() for p in c.iterdir()],
+    "weights cut short": lambda c: truncate(c / "adapter_model.safetensors"),
+    "optimizer cut short": lambda c: truncate(c / "optimizer.pt"),
+    "no rng state, no trainer state": lambda c: [(c / n).unlink() for n in ("rng_state.pth", "trainer_state.json")],
+    "trainer state cut short": lambda c: truncate(c / "trainer_state.json"),
+}
+
+
+def test_resume_skips_incomplete_checkpoints(tiny_model_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    from belle_hf.train import load_recipe, train
+
+    class Stop(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    first = tmp_path / "first"
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_model_dir, first, max_steps=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_recipe(recipe), callbacks=[Stop()])
+    assert (first / "checkpoint-3" / "trainer_state.json").is_file()
+    for name, damage in DAMAGE.items():
+        out = tmp_path / name.replace(" ", "-").replace(",", "")
+        shutil.copytree(first, out)
+        damage(out / "checkpoint-3")
+        result = train(load_recipe(recipe, [f"output_dir={out}"]))
+        assert result.resumed_from == str(out / "checkpoint-2"), name
+        assert [p.name for p in result.set_aside] == [p.name for p in out.glob("incomplete-checkpoint-3-*")], name
+        assert len(result.set_aside) == 1 and result.set_aside[0].is_dir(), name
+        assert logged_steps(out) == [1, 2, 3, 4], name
+        assert (out / "checkpoint-4" / "trainer_state.json").is_file(), name
+
+
+def test_sigkill_while_saving_a_checkpoint_then_rerun_finishes(tiny_model_dir, tmp_path):
+    """A real ``belle train`` process stopped the moment a checkpoint folder appears without its
+    trainer_state.json (mid-save), then SIGKILLed; the rerun resumes from the checkpoint before."""
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_model_dir, out, max_steps=12)
+    process = subprocess.Popen(belle_command("train", recipe), env=belle_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    caught = None
+    try:
+        deadline = time.monotonic() + 600
+        seen: set[str] = set()
+        while caught is None and process.poll() is None and time.monotonic() < deadline:
+            for checkpoint in out.glob("checkpoint-*") if out.is_dir() else []:
+                if checkpoint.name in seen or (checkpoint / "trainer_state.json").exists():
+                    continue
+                os.kill(process.pid, signal.SIGSTOP)  # freeze it, then look: is the save still under way?
+                if not (checkpoint / "trainer_state.json").exists():
+                    caught = checkpoint
+                    break
+                seen.add(checkpoint.name)
+                os.kill(process.pid, signal.SIGCONT)
+            time.sleep(0.001)
+    finally:
+        process.kill()  # SIGKILL (a stopped process dies too)
+        process.wait()
+    if caught is None:
+        pytest.skip("every checkpoint was saved before the test could stop the process mid-save")
+    assert process.returncode == -signal.SIGKILL
+    step = int(caught.name.split("-")[1])
+    done = run_belle_process("train", recipe)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"checkpoint-{step} is incomplete" in done.stderr and "set aside" in done.stderr
+    assert list(out.glob(f"incomplete-checkpoint-{step}-*"))
+    if step > 1:
+        assert f"resumed from {out / f'checkpoint-{step - 1}'}" in done.stdout
+    assert logged_steps(out) == list(range(1, 13))
