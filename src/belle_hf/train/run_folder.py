@@ -48,6 +48,7 @@ resumes from and rotates names that start with ``checkpoint-``."""
 
 RESUMABLE_FIELDS = frozenset({
     "description",
+    "output_dir",  # the folder itself, which may have been moved or copied since
     *(f"training.{name}" for name in (
         "logging_steps", "logging_strategy", "logging_first_step", "logging_dir", "log_level", "disable_tqdm",
         "save_steps", "save_strategy", "save_total_limit", "eval_steps", "eval_strategy", "eval_delay",
