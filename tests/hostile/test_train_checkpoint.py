@@ -3,7 +3,6 @@ so), resumes from the newest complete one and finishes."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -12,14 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from trainkit import belle_command, belle_env, run_belle_process, write_recipe
+from trainkit import belle_command, belle_env, logged_steps, run_belle_process, train_until_saved, write_recipe
 
 pytestmark = pytest.mark.slow
-
-
-def logged_steps(folder: Path) -> list[int]:
-    history = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["log_history"]
-    return [entry["step"] for entry in history if "loss" in entry]
 
 
 def truncate(path: Path) -> None:
@@ -38,19 +32,11 @@ DAMAGE = {
 
 
 def test_resume_skips_incomplete_checkpoints(tiny_model_dir, tmp_path):
-    from transformers import TrainerCallback
-
     from belle_hf.train import load_recipe, train
-
-    class Stop(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise KeyboardInterrupt
 
     first = tmp_path / "first"
     recipe = write_recipe(tmp_path / "r.yaml", tiny_model_dir, first, max_steps=4)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_recipe(recipe), callbacks=[Stop()])
+    train_until_saved(recipe, 3)
     assert (first / "checkpoint-3" / "trainer_state.json").is_file()
     for name, damage in DAMAGE.items():
         out = tmp_path / name.replace(" ", "-").replace(",", "")

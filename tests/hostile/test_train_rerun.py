@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trainkit import NOISE, run_belle_process, write_recipe
+from trainkit import NOISE, logged_steps, run_belle_process, train_until_saved, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -17,11 +17,6 @@ pytestmark = pytest.mark.slow
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file of a run folder's top level and checkpoints, by relative path."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def logged_steps(folder: Path) -> list[int]:
-    history = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["log_history"]
-    return [entry["step"] for entry in history if "loss" in entry]
 
 
 def test_a_changed_recipe_never_rewrites_the_old_run(run_belle, tiny_model_dir, tmp_path):
@@ -64,20 +59,12 @@ def test_a_changed_recipe_never_rewrites_the_old_run(run_belle, tiny_model_dir, 
 
 
 def test_an_interrupted_run_of_another_recipe_is_not_resumed(tiny_model_dir, tmp_path):
-    from transformers import TrainerCallback
-
     from belle_hf.errors import BelleError
     from belle_hf.train import load_recipe, train
 
-    class Stop(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 2:
-                raise KeyboardInterrupt
-
     out = tmp_path / "out"
     recipe = write_recipe(tmp_path / "r.yaml", tiny_model_dir, out, max_steps=4)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_recipe(recipe), callbacks=[Stop()])
+    train_until_saved(recipe, 2)
     assert (out / "checkpoint-2").is_dir() and not (out / "metrics.json").exists()
     with pytest.raises(BelleError, match=r"another recipe.*training\.per_device_train_batch_size: 4 -> 2"):
         train(load_recipe(recipe, ["training.per_device_train_batch_size=2"]))

@@ -40,3 +40,27 @@ def run_belle_process(*args: str | Path, timeout: float = 600) -> subprocess.Com
     """Run a real ``belle`` process to the end; its exit code, stdout and stderr."""
     return subprocess.run(belle_command(*args), env=belle_env(), capture_output=True, text=True, timeout=timeout,
                           check=False)
+
+
+def logged_steps(folder: Path) -> list[int]:
+    """The steps with a training loss in a finished run's ``metrics.json``."""
+    import json
+
+    history = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["log_history"]
+    return [entry["step"] for entry in history if "loss" in entry]
+
+
+def train_until_saved(recipe: Path, step: int) -> None:
+    """Train ``recipe`` in this process and stop it (KeyboardInterrupt) once checkpoint ``step`` is saved."""
+    import pytest
+    from transformers import TrainerCallback
+
+    from belle_hf.train import load_recipe, train
+
+    class Stop(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(load_recipe(recipe), callbacks=[Stop()])
