@@ -7,7 +7,9 @@ cores the quickstart took 125-171 s with the default pool and ~30 s with one thr
 uses as many threads as cores are idle right now (measured over a quarter second, among the cores
 this process may run on), at least one. ``OMP_NUM_THREADS`` set by the user, or by ``belle train
 --nproc`` (one thread per process), is left alone; ``python bench/run.py quickstart`` measures the
-choice against fixed thread counts, idle and beside a CPU-bound process.
+choice against fixed thread counts, idle and beside a CPU-bound process. With one thread the fast
+tokenizer's own pool is turned off too, and data loading stays in the training process
+(transformers' ``dataloader_num_workers: 0``): workers would be more processes on the same cores.
 """
 
 from __future__ import annotations
