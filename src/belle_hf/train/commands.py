@@ -48,7 +48,7 @@ def train_command(
         result = train(loaded, overwrite=overwrite)
     except RecipeConflict as conflict:
         raise BelleError(f"{conflict} (--overwrite)") from None
-    if int(os.environ.get("RANK", "0")) == 0:  # a worker of --nproc: only the main process reports
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, only the main process reports
         report(result, loaded)
 
 

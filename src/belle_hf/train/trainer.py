@@ -38,7 +38,6 @@ LORA_TARGET_MODULES: dict[str, list[str]] = {
 }
 
 
-
 @dataclass
 class PreparedData:
     """Tokenizer, template and tokenized datasets of a recipe (no model loaded)."""
