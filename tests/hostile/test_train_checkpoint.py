@@ -87,3 +87,26 @@ def test_sigkill_while_saving_a_checkpoint_then_rerun_finishes(tiny_model_dir, t
     if step > 1:
         assert f"resumed from {out / f'checkpoint-{step - 1}'}" in done.stdout
     assert logged_steps(out) == list(range(1, 13))
+
+
+def test_sigint_and_sigterm_stop_with_an_error_and_the_rerun_resumes(tiny_model_dir, tmp_path):
+    """Ctrl-C (SIGINT) and SIGTERM on a real ``belle train``: a non-zero exit with one line on stderr and
+    no traceback (the contract of belle_hf.interrupts), and nothing lost: the rerun resumes and finishes."""
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_model_dir, out, max_steps=12)
+    for sig, after in ((signal.SIGINT, "checkpoint-2"), (signal.SIGTERM, "checkpoint-5")):
+        process = subprocess.Popen(belle_command("train", recipe), env=belle_env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 600
+        while not (out / after / "trainer_state.json").exists() and process.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint in time"
+            time.sleep(0.05)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode != 0, (sig, stderr)
+        assert "Traceback" not in stderr, stderr
+        assert not (out / "metrics.json").exists()
+    done = run_belle_process("train", recipe)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stdout
+    assert logged_steps(out) == list(range(1, 13))
