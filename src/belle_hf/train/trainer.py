@@ -206,6 +206,10 @@ def sft_config_values(recipe: Recipe, has_eval: bool = False, gpu: bool | None =
     }
     if has_eval:
         values["eval_strategy"] = "epoch"
+    if "gradient_checkpointing" not in training:
+        # TRL's default (on) under transformers' current name: through TRL's own default of the
+        # deprecated `gradient_checkpointing`, every run warned that the name is deprecated.
+        values["activation_checkpointing"] = True
     if recipe.method == "full":
         values["learning_rate"] = 2e-5
     else:
