@@ -185,3 +185,16 @@ def test_an_empty_data_file_is_named_by_a_real_belle_train(write_recipe, tmp_pat
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1] == f"error: recipe: data[0]: {empty} is empty: it holds no records"
+
+
+def test_sft_config_of_a_recipe_without_checkpointing_settings_does_not_warn(write_recipe):
+    import warnings
+
+    from belle_hf.train.trainer import build_sft_config
+
+    recipe = load_recipe(write_recipe())
+    recipe.training.pop("activation_checkpointing")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # TRL's default once came as a deprecated name
+        args = build_sft_config(recipe)
+    assert args.activation_checkpointing is True  # TRL's default, kept
