@@ -19,6 +19,7 @@ from pathlib import Path
 
 from belle_hf.errors import BelleError
 from belle_hf.hub.cards import CardConfig, build_model_card, load_eval_summary
+from belle_hf.hub.secrets import scan_for_secrets
 from belle_hf.quant.report import REPORT_FILE as QUALITY_REPORT_FILE
 
 logger = logging.getLogger(__name__)
@@ -40,10 +41,6 @@ TRAINING_STATE_PATTERNS = [
     "scheduler.pt", "*/scheduler.pt", "rng_state*", "*/rng_state*", "training_args.bin", "*/training_args.bin",
     "trainer_state.json", "*/trainer_state.json", "scaler.pt", "*/scaler.pt", "global_step*", "*/global_step*",
 ]
-
-# Token shapes that must never leave the machine: Hugging Face, OpenAI-style and GitHub tokens.
-TOKEN_REGEX = re.compile(rb"\b(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{30,})\b")
-SCAN_MAX_BYTES = 2 * 1024 * 1024
 
 
 @dataclass
@@ -71,19 +68,6 @@ def files_to_upload(folder: str | os.PathLike, patterns: list[str]) -> list[str]
     paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     paths = [p for p in paths if not p.startswith(".git/") and "/.git/" not in p]
     return list(filter_repo_objects(paths, ignore_patterns=patterns))
-
-
-def scan_for_secrets(folder: Path, paths: list[str]) -> None:
-    """Refuse to upload a small file that contains a token (or the value of ``HF_TOKEN``)."""
-    own_token = os.environ.get("HF_TOKEN", "").encode()
-    for rel in paths:
-        path = folder / rel
-        if path.stat().st_size > SCAN_MAX_BYTES:
-            continue
-        data = path.read_bytes()
-        if TOKEN_REGEX.search(data) or (len(own_token) >= 8 and own_token in data):
-            raise BelleError(f"{path}: contains what looks like an access token; refusing to upload it "
-                             "(remove the file or the token)")
 
 
 def _warn_about_xet() -> None:
