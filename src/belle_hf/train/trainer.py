@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from belle_hf.errors import BelleError
+from belle_hf.interrupts import resume_hint
 from belle_hf.io import atomic_write_text
 from belle_hf.shipped import shipped_path
 from belle_hf.train.dataset import TruncationReport, mix_sources, split_eval, tokenize_dataset
 from belle_hf.train.recipe import SECRET_FIELDS, TINY_MODEL, Recipe
 from belle_hf.train.run_folder import (BASE_MODEL_DIR, CARD_FILE, METRICS_FILE, RECIPE_FILE, STAGING_DIR, RunPlan,
-                                       plan_run, start_run)
+                                       checkpoints, plan_run, start_run)
 
 logger = logging.getLogger(__name__)
 
@@ -342,7 +343,8 @@ def train(recipe: Recipe, callbacks: list | None = None, *, overwrite: bool = Fa
     trainer, data = build_trainer(recipe, callbacks=callbacks)
     logger.info("training on %d conversations%s", len(data.train_dataset),
                 f", evaluating on {len(data.eval_dataset)}" if data.eval_dataset is not None else "")
-    train_output = trainer.train(resume_from_checkpoint=run.resume_from)
+    with resume_hint(lambda: interrupted_hint(output_dir)):
+        train_output = trainer.train(resume_from_checkpoint=run.resume_from)
     metrics: dict[str, Any] = {"train": dict(train_output.metrics)}
     if data.eval_dataset is not None:
         metrics["eval"] = trainer.evaluate()
@@ -355,6 +357,14 @@ def train(recipe: Recipe, callbacks: list | None = None, *, overwrite: bool = Fa
     metrics["log_history"] = trainer.state.log_history
     save_outputs(trainer, recipe, data, metrics)
     return TrainResult(output_dir, metrics, run.resume_from, set_aside=run.set_aside)
+
+
+def interrupted_hint(output_dir: Path) -> str:
+    """What an interrupted training kept, and how to go on (printed by ``belle``'s entry point)."""
+    saved = checkpoints(output_dir)
+    if not saved:
+        return f"no checkpoint was saved yet in {output_dir}; rerun the same command to start again"
+    return f"{saved[0].name} and earlier checkpoints are kept in {output_dir}; rerun the same command to resume"
 
 
 def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str, Any]) -> None:
