@@ -249,6 +249,8 @@ def plan_run(output_dir: Path, recipe_values: dict[str, Any], *, overwrite: bool
     if overwrite:
         return RunPlan(overwrite=saved is not None or bool(checkpoints(output_dir)))
     metrics_path = output_dir / METRICS_FILE
+    if saved is not None and not metrics_path.is_file() and not any(output_dir.glob("checkpoint-*")):
+        saved = None  # that run stopped before it saved anything (bad data, say): nothing of it to keep apart
     if saved is not None:
         differences = recipe_differences(saved, recipe_values)
         unsafe = unsafe_differences(differences)

@@ -334,13 +334,13 @@ def train(recipe: Recipe, callbacks: list | None = None, *, overwrite: bool = Fa
     run = plan(recipe, overwrite)
     if run.finished_metrics is not None:
         return TrainResult(output_dir, run.finished_metrics, completed_before=True)
-    if _is_main_process():
-        start_run(output_dir, public_recipe(recipe).to_yaml(), run, keep_base_model=recipe.model == TINY_MODEL)
     if run.resume_from:
         logger.info("resuming from %s", run.resume_from)
     if not cuda_available() or recipe.training.get("use_cpu"):
         use_cpu_threads()
     trainer, data = build_trainer(recipe, callbacks=callbacks)
+    if _is_main_process():  # the data and the model are ready: from here on the folder holds this run
+        start_run(output_dir, public_recipe(recipe).to_yaml(), run, keep_base_model=recipe.model == TINY_MODEL)
     logger.info("training on %d conversations%s", len(data.train_dataset),
                 f", evaluating on {len(data.eval_dataset)}" if data.eval_dataset is not None else "")
     with resume_hint(lambda: interrupted_hint(output_dir)):
