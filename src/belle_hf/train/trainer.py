@@ -344,7 +344,11 @@ def train(recipe: Recipe, callbacks: list | None = None, *, overwrite: bool = Fa
     logger.info("training on %d conversations%s", len(data.train_dataset),
                 f", evaluating on {len(data.eval_dataset)}" if data.eval_dataset is not None else "")
     with resume_hint(lambda: interrupted_hint(output_dir)):
-        train_output = trainer.train(resume_from_checkpoint=run.resume_from)
+        try:
+            train_output = trainer.train(resume_from_checkpoint=run.resume_from)
+        except KeyboardInterrupt:
+            close_progress_bars(trainer)
+            raise
     metrics: dict[str, Any] = {"train": dict(train_output.metrics)}
     if data.eval_dataset is not None:
         metrics["eval"] = trainer.evaluate()
@@ -357,6 +361,16 @@ def train(recipe: Recipe, callbacks: list | None = None, *, overwrite: bool = Fa
     metrics["log_history"] = trainer.state.log_history
     save_outputs(trainer, recipe, data, metrics)
     return TrainResult(output_dir, metrics, run.resume_from, set_aside=run.set_aside)
+
+
+def close_progress_bars(trainer) -> None:
+    """End the Trainer's progress bars' line: an interrupt leaves them open, and the one-line message
+    that follows would be glued to the end of the bar."""
+    for callback in trainer.callback_handler.callbacks:
+        for name in ("training_bar", "prediction_bar"):
+            bar = getattr(callback, name, None)
+            if bar is not None:
+                bar.close()
 
 
 def interrupted_hint(output_dir: Path) -> str:
