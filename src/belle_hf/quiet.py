@@ -19,7 +19,11 @@ _done = False
 
 
 def quiet_third_party_logs() -> None:
-    """Apply the filters (once per process); call it before transformers is imported."""
+    """Apply the filters; call it before transformers is imported. The warning filter is set again on
+    every call (warnings.catch_warnings blocks, as pytest runs each test in, drop it on exit); the
+    rest once per process."""
+    # peft still calls the renamed `is_gradient_checkpointing`; the recipe cannot change that.
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     global _done
     if _done:
         return
@@ -35,8 +39,6 @@ def quiet_third_party_logs() -> None:
 
         if not torch.cuda.is_available():
             os.environ["DS_ACCELERATOR"] = "cpu"
-    # peft still calls the renamed `is_gradient_checkpointing`; the recipe cannot change that.
-    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     # GPT-QModel (the [quant] extra) prints a banner and GIL/environment notes through its own logger
     # when peft checks for its layers while building any LoRA model. That logger resets its level
     # when created, so the import is done here with those records switched off for its duration.
