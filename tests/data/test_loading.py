@@ -52,3 +52,18 @@ def test_unknown_name_is_a_clear_error():
         load("no-such-thing")
     with pytest.raises(BelleError, match="cannot load files ending in"):
         load("hf://datasets/x/y/data.txt")
+
+
+def test_a_dataset_folder_rewritten_in_place_loads_its_new_rows(tmp_path):
+    """datasets keys a card-configured folder's cache on its patterns; load() must see new files."""
+    import datasets
+
+    (tmp_path / "messages").mkdir()
+    (tmp_path / "README.md").write_text(
+        "---\nconfigs:\n- config_name: messages\n  data_files:\n  - split: train\n    path: messages/train-*.parquet\n---\n"
+    )
+    shard = tmp_path / "messages" / "train-00000-of-00001.parquet"
+    for answer in ("第一版", "第二版，更长一些"):
+        rows = [{"messages": [{"role": "user", "content": "问"}, {"role": "assistant", "content": answer}]}]
+        datasets.Dataset.from_list(rows).to_parquet(shard)
+        assert load(tmp_path, config_name="messages")[0]["messages"][1]["content"] == answer
