@@ -14,7 +14,7 @@ def write_recipe(tmp_path, tiny_model_dir):
 
     def write(name: str = "recipe.yaml", **fields) -> Path:
         training = {"max_steps": 2, "per_device_train_batch_size": 4, "max_length": 128, "logging_steps": 1,
-                    "save_steps": 1, "learning_rate": 1e-3, "gradient_checkpointing": False,
+                    "save_steps": 1, "learning_rate": 1e-3, "activation_checkpointing": False,
                     "dataloader_num_workers": 0}
         training.update(fields.pop("training", {}))
         values = {"model": str(tiny_model_dir), "method": "lora", "output_dir": str(tmp_path / "out"),

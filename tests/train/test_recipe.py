@@ -145,3 +145,56 @@ def test_model_card_draft_of_a_paper_recipe():
     assert "| train_loss | 1.25 |" in text and "research use only" in text
     full = build_model_card(load_recipe(RECIPES / "belle" / "llama-7b-full-2M.yaml"))
     assert full.data.library_name == "transformers" and full.data.base_model_relation == "finetune"
+
+
+@pytest.mark.parametrize("override, field, expected", [
+    ("training.learning_rate=abc", "training.learning_rate", "float"),
+    ("training.max_steps=six", "training.max_steps", "int"),
+    ("lora.r=abc", "lora.r", "int"),
+    ("data.0.weight=heavy", "data[0].weight", "float | None"),
+])
+def test_wrong_types_are_refused_by_a_real_belle_train_before_any_model_loads(write_recipe, tmp_path, override,
+                                                                                field, expected):
+    import subprocess
+    import sys
+
+    recipe = write_recipe(model=str(tmp_path / "no-model-here"))  # reaching the loader would fail differently
+    done = subprocess.run([str(Path(sys.executable).with_name("belle")), "train", str(recipe), override],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"{field} must be {expected}" in errors[0], done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_string_numbers_become_numbers(write_recipe):
+    recipe = load_recipe(write_recipe(), ["training.max_steps='6'", "lora.r='4'"])
+    recipe.check_training_fields()
+    assert recipe.training["max_steps"] == 6 and recipe.lora.r == 4
+
+
+def test_an_empty_data_file_is_named_by_a_real_belle_train(write_recipe, tmp_path):
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n \n", encoding="utf-8")
+    recipe = write_recipe(data=[{"path": str(empty)}])
+    done = subprocess.run([str(Path(sys.executable).with_name("belle")), "train", str(recipe)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"error: recipe: data[0]: {empty} is empty: it holds no records"
+
+
+def test_sft_config_of_a_recipe_without_checkpointing_settings_does_not_warn(write_recipe):
+    import warnings
+
+    from belle_hf.train.trainer import build_sft_config
+
+    recipe = load_recipe(write_recipe())
+    recipe.training.pop("activation_checkpointing")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # TRL's default once came as a deprecated name
+        args = build_sft_config(recipe)
+    assert args.activation_checkpointing is True  # TRL's default, kept

@@ -2,7 +2,7 @@
 exact assistant-only loss masks, packing, recipes of the BELLE papers, several processes.
 
 >>> from belle_hf.train import load_recipe, train
->>> recipe = load_recipe("recipes/quickstart.yaml", ["training.max_steps=20"])
+>>> recipe = load_recipe("recipes/quickstart.yaml", ["training.max_steps=20", "output_dir=runs/quickstart-20"])
 >>> result = train(recipe)            # weights, tokenizer, metrics.json, README.md in recipe.output_dir
 
 Heavy libraries load inside the functions, so importing this package is cheap.

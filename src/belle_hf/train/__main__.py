@@ -19,16 +19,22 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m belle_hf.train RECIPE.yaml [key=value ...]")
         return 0 if argv else 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from belle_hf.quiet import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    from belle_hf.train.commands import report
     from belle_hf.train.recipe import load_recipe
     from belle_hf.train.trainer import train
 
     try:
-        result = train(load_recipe(argv[0], argv[1:]))
+        recipe = load_recipe(argv[0], argv[1:])
+        result = train(recipe)
     except BelleError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every process fails alike; one line is enough
+            print(f"error: {error}", file=sys.stderr)
         return 1
-    if os.environ.get("RANK", "0") == "0":
-        print(f"trained model written to {result.output_dir}")
+    if os.environ.get("RANK", "0") == "0":  # the main process reports, once (``belle train --nproc`` does not)
+        report(result, recipe)
     return 0
 
 

@@ -18,11 +18,17 @@ def train_command(
     preview: int = typer.Option(0, "--preview", help="Print the first N processed training examples (full input, "
                                 "then only the tokens that carry loss) and exit without training."),
     nproc: int = typer.Option(1, "--nproc", help="Number of training processes on this machine (torchrun; gloo on CPU)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run of another recipe in the output folder "
+                                   "(its checkpoints, weights, metrics and card) instead of refusing."),
 ) -> None:
-    """Fine-tune a model as RECIPE says (TRL SFTTrainer: full, LoRA or QLoRA). Rerunning resumes from the last checkpoint."""
+    """Fine-tune a model as RECIPE says (TRL SFTTrainer: full, LoRA or QLoRA). Rerunning the same recipe resumes
+    from its newest complete checkpoint; a folder holding another recipe's run is refused unless --overwrite."""
     from belle_hf.errors import BelleError
+    from belle_hf.quiet import quiet_third_party_logs
     from belle_hf.train.recipe import load_recipe
+    from belle_hf.train.run_folder import RecipeConflict
 
+    quiet_third_party_logs()  # before the overrides import TRL
     overrides = list(overrides or [])
     loaded = load_recipe(recipe, overrides)
     if preview:
@@ -33,29 +39,77 @@ def train_command(
             typer.echo(f"=== example {index}: input ===\n{full}\n=== example {index}: tokens with loss ===\n{trained}\n")
         typer.echo(f"dropped: {report.dropped_message()}")
         return
-    if nproc > 1:
-        from belle_hf.train.launch import launch
-        from belle_hf.train.trainer import check_method_supported
-
-        check_method_supported(loaded)
-        code = launch(str(recipe), overrides, nproc)
-        if code != 0:
-            raise BelleError(f"the {nproc}-process training failed (exit code {code}); see the log above")
-        typer.echo(f"trained model written to {loaded.output_dir}")
-        return
     if nproc < 1:
         raise BelleError("--nproc must be at least 1")
-    from belle_hf.train.trainer import train
+    try:
+        if nproc > 1:
+            _launch(recipe, overrides, nproc, loaded, overwrite)
+            return
+        from belle_hf.train.trainer import train
 
-    result = train(loaded)
-    if int(os.environ.get("RANK", "0")) != 0:  # a worker of --nproc: the launcher reports
+        result = train(loaded, overwrite=overwrite)
+    except RecipeConflict as conflict:
+        raise BelleError(f"{conflict} (--overwrite)") from None
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, only the main process reports
+        report(result, loaded)
+
+
+def _launch(recipe_path: Path, overrides: list[str], nproc: int, loaded, overwrite: bool) -> None:
+    """``--nproc``: check and prepare the output folder here, once, then train in ``nproc`` processes
+    (the main one reports)."""
+    from belle_hf.errors import BelleError
+    from belle_hf.train.launch import launch
+    from belle_hf.train.trainer import TrainResult, check_method_supported, plan
+
+    loaded.check_training_fields()
+    check_method_supported(loaded)
+    run = plan(loaded, overwrite)
+    if run.finished_metrics is not None:
+        report(TrainResult(Path(loaded.output_dir), run.finished_metrics, completed_before=True), loaded)
         return
+    if run.overwrite:
+        from belle_hf.train.run_folder import clear_run
+        from belle_hf.train.recipe import TINY_MODEL
+
+        clear_run(Path(loaded.output_dir), keep_base_model=loaded.model == TINY_MODEL)
+    code = launch(str(recipe_path), overrides, nproc)
+    if code != 0:
+        raise BelleError(f"the {nproc}-process training failed (exit code {code}); see the log above")
+
+
+def report(result, recipe) -> None:
+    """What a finished ``belle train`` prints (once, on stdout): where the model is, and what to do next."""
     if result.completed_before:
-        typer.echo(f"{result.output_dir} already holds this recipe's finished run; delete it to train again")
+        typer.echo(f"{result.output_dir} already holds this recipe's finished run; delete it (or rerun with "
+                   "--overwrite) to train again")
         return
     if result.resumed_from:
         typer.echo(f"resumed from {result.resumed_from}")
     typer.echo(f"trained model written to {result.output_dir}")
+    typer.echo(next_steps(result.output_dir, recipe))
+
+
+def next_steps(output_dir: Path, recipe) -> str:
+    """The commands that use a trained model, with its real paths."""
+    import shlex
+
+    from belle_hf.train.recipe import TINY_MODEL
+    from belle_hf.train.run_folder import BASE_MODEL_DIR
+
+    out = shlex.quote(str(output_dir))
+    name = Path(output_dir).name or "model"
+    if recipe.method == "full":
+        lines = [f"belle chat {out} --prompt '中国的首都是哪里？'",
+                 f"belle eval generate --model {out} --eval-set eval_set.json -o {shlex.quote(f'{output_dir}-answers.jsonl')}",
+                 f"belle hub push-model {out} YOUR_NAME/{name}"]
+    else:
+        base = Path(output_dir) / BASE_MODEL_DIR if recipe.model == TINY_MODEL else recipe.model
+        lines = [f"belle chat {out} --prompt '中国的首都是哪里？'",
+                 f"belle merge {out} -o {shlex.quote(f'{output_dir}-merged')}",
+                 f"belle eval generate --model {shlex.quote(str(base))} --adapter {out} --eval-set eval_set.json "
+                 f"-o {shlex.quote(f'{output_dir}-answers.jsonl')}",
+                 f"belle hub push-adapter {out} YOUR_NAME/{name}"]
+    return "next steps:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def prepare_command(

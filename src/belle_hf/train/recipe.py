@@ -136,11 +136,12 @@ class Recipe:
         lora_known = {f.name for f in dataclasses.fields(LoraSettings)}
         if set(lora) - lora_known:
             raise BelleError(f"{source}: unknown lora field(s) {', '.join(sorted(set(lora) - lora_known))}")
-        values["lora"] = LoraSettings(**lora)
+        values["lora"] = LoraSettings(**check_types(LoraSettings, lora, f"{source}: lora."))
         training = values.get("training") or {}
         if not isinstance(training, dict):
             raise BelleError(f"{source}: field 'training' must be a mapping of SFTConfig fields")
         values["training"] = dict(training)
+        values = check_types(cls, values, f"{source}: ", skip=("data", "lora", "training"))
         recipe = cls(**values)
         recipe.check(source)
         return recipe
@@ -193,7 +194,8 @@ class Recipe:
             raise BelleError(f"{source}: set 'output_dir' at the top level of the recipe, not under 'training'")
 
     def check_training_fields(self, source: str = "recipe") -> None:
-        """Check that every ``training`` key is a field of TRL's ``SFTConfig`` (imports TRL)."""
+        """Check that every ``training`` key is a field of TRL's ``SFTConfig`` and its value has the
+        field's type (imports TRL), before any model loads; ``"6"`` for an integer becomes ``6``."""
         from trl import SFTConfig
 
         known = {f.name for f in dataclasses.fields(SFTConfig)}
@@ -201,6 +203,7 @@ class Recipe:
         if unknown:
             raise BelleError(f"{source}: unknown training field(s) {', '.join(unknown)}: not SFTConfig / "
                              "TrainingArguments fields (see trl.SFTConfig)")
+        self.training = check_types(SFTConfig, self.training, f"{source}: training.")
 
     def check_data_names(self, source: str = "recipe") -> None:
         """Check that every data path resolves without downloading: a BELLE corpus name in the
@@ -215,6 +218,9 @@ class Recipe:
                 if path[len(SAMPLE_PREFIX):] not in SAMPLE_FILES:
                     raise BelleError(f"{source}: data[{i}]: unknown sample {path!r}; samples are "
                                      + ", ".join(SAMPLE_PREFIX + key for key in SAMPLE_FILES))
+            elif Path(path).expanduser().is_file():
+                if _is_blank(Path(path).expanduser()):
+                    raise BelleError(f"{source}: data[{i}]: {path} is empty: it holds no records")
             elif resolve_corpus(path) is not None or Path(path).expanduser().exists() or path.startswith("hf://"):
                 continue
             elif path.startswith("BelleGroup/"):
@@ -226,6 +232,50 @@ class Recipe:
     @property
     def is_peft(self) -> bool:
         return self.method in ("lora", "qlora")
+
+
+def check_types(cls: type, values: dict[str, Any], where: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check ``values`` against the annotated types of dataclass ``cls``'s fields, naming the first
+    field that does not fit (``recipe.yaml: training.learning_rate must be float, got 'abc'``).
+
+    pydantic validates each value in its lax mode, so ``"6"`` passes for an int and is returned as
+    ``6``; a value that validates equal to itself is kept as written (``15`` stays ``15`` for a float)."""
+    import typing
+
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+    hints = typing.get_type_hints(cls)
+    checked = dict(values)
+    for name, value in values.items():
+        if name in skip or name not in hints:
+            continue
+        try:
+            adapter = TypeAdapter(hints[name], config=ConfigDict(arbitrary_types_allowed=True))
+        except Exception:  # noqa: BLE001 - a type pydantic cannot describe is left to the library that owns it
+            continue
+        try:
+            valid = adapter.validate_python(value)
+        except ValidationError:
+            raise BelleError(f"{where}{name} must be {_type_name(hints[name])}, got {value!r}") from None
+        if valid != value:
+            checked[name] = valid
+    return checked
+
+
+def _type_name(hint: Any) -> str:
+    """``int``, ``float``, ``int | None``, ``list[str] | str | None``: the type as a reader writes it."""
+    name = getattr(hint, "__name__", None) if isinstance(hint, type) else None
+    return name or str(hint).replace("typing.", "").replace("NoneType", "None")
+
+
+def _is_blank(path: Path, chunk: int = 1 << 20) -> bool:
+    """Whether the file holds nothing but whitespace (datasets' JSON reader stops with a bare
+    StopIteration on such a file); reads only up to the first other byte."""
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            if block.strip():
+                return False
+    return True
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
@@ -249,7 +299,7 @@ def _data_source(item: Any, where: str) -> DataSource:
             raise BelleError(f"{where}: unknown field(s) {', '.join(unknown)}; fields are {', '.join(sorted(known))}")
         if not item.get("path"):
             raise BelleError(f"{where}: field 'path' is required")
-        source = DataSource(**item)
+        source = DataSource(**check_types(DataSource, item, f"{where}."))
         if source.weight is not None and source.weight <= 0:
             raise BelleError(f"{where}: weight must be positive")
         if source.max_samples is not None and source.max_samples <= 0:

@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from belle_hf.errors import BelleError
+from belle_hf.interrupts import resume_hint
 from belle_hf.io import atomic_write_text
 from belle_hf.shipped import shipped_path
 from belle_hf.train.dataset import TokenizedSplits, TruncationReport, drop_fully_masked_rows, tokenize_recipe
 from belle_hf.train.recipe import SECRET_FIELDS, TINY_MODEL, Recipe
+from belle_hf.train.run_folder import (BASE_MODEL_DIR, CARD_FILE, METRICS_FILE, RECIPE_FILE, STAGING_DIR, RunPlan,
+                                       checkpoints, plan_run, start_run)
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +37,6 @@ LORA_TARGET_MODULES: dict[str, list[str]] = {
        for name in ("bloom", "falcon", "gpt_neox", "chatglm")},
     "gpt2": ["c_attn", "c_proj", "c_fc"],
 }
-
-METRICS_FILE = "metrics.json"
-RECIPE_FILE = "recipe.yaml"
-BASE_MODEL_DIR = "base-model"
 
 
 @dataclass(kw_only=True)
@@ -57,6 +56,8 @@ class TrainResult:
     """The checkpoint an interrupted run went on from."""
     completed_before: bool = False
     """The output folder already held this recipe's finished run; nothing was trained."""
+    set_aside: list[Path] = field(default_factory=list)
+    """Incomplete checkpoints (cut short by a kill while saving) renamed out of the way."""
 
 
 # ------------------------------------------------------------------------------ device checks
@@ -202,6 +203,10 @@ def sft_config_values(recipe: Recipe, has_eval: bool = False, gpu: bool | None =
     }
     if has_eval:
         values["eval_strategy"] = "epoch"
+    if "gradient_checkpointing" not in training:
+        # TRL's default (on) under transformers' current name: through TRL's own default of the
+        # deprecated `gradient_checkpointing`, every run warned that the name is deprecated.
+        values["activation_checkpointing"] = True
     if recipe.method == "full":
         values["learning_rate"] = 2e-5
     else:
@@ -290,47 +295,54 @@ def build_trainer(recipe: Recipe, data: PreparedData | None = None, callbacks: l
     return trainer, data
 
 
-def finished_run(recipe: Recipe) -> dict[str, Any] | None:
-    """The metrics of a finished run of this same recipe in its output folder, else ``None``."""
-    import json
-
+def plan(recipe: Recipe, overwrite: bool = False) -> RunPlan:
+    """What training ``recipe`` does with its output folder (see :mod:`belle_hf.train.run_folder`):
+    nothing (its finished run is there), resume from a complete checkpoint, start afresh, or refuse
+    (:class:`~belle_hf.train.run_folder.RecipeConflict`: the folder holds another recipe's run)."""
     from belle_hf.train.recipe import read_yaml
 
-    output_dir = Path(recipe.output_dir)
-    metrics, saved = output_dir / METRICS_FILE, output_dir / RECIPE_FILE
-    if not (metrics.is_file() and saved.is_file()):
-        return None
-    if read_yaml(saved.read_text(encoding="utf-8")) != read_yaml(public_recipe(recipe).to_yaml()):
-        return None
-    return json.loads(metrics.read_text(encoding="utf-8"))
+    return plan_run(Path(recipe.output_dir), read_yaml(public_recipe(recipe).to_yaml()), overwrite=overwrite,
+                    main_process=_is_main_process())
 
 
-def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def train(recipe: Recipe, callbacks: list | None = None, *, overwrite: bool = False) -> TrainResult:
+    """Train ``recipe`` and write its outputs.
 
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
-
-
-def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
-    """Train ``recipe`` and write its outputs; rerunning an interrupted run resumes from its last checkpoint.
+    A rerun of the same recipe resumes from the newest complete checkpoint (incomplete ones, cut short
+    by a kill while saving, are set aside), or does nothing when the run finished. A folder holding
+    another recipe's run is refused unless ``overwrite`` (which removes that run's files first);
+    changes that are safe to resume are listed in :mod:`belle_hf.train.run_folder`.
 
     Outputs in ``recipe.output_dir``: the adapter (LoRA/QLoRA) or the full weights in safetensors,
     the tokenizer with its chat template, ``metrics.json``, ``recipe.yaml`` and a model card draft
     ``README.md``. ``callbacks`` are ``transformers.TrainerCallback`` objects added to the trainer.
     """
+    from belle_hf.quiet import quiet_third_party_logs
+    from belle_hf.train.threads import use_cpu_threads
+
+    quiet_third_party_logs()
+    recipe.check_training_fields()
+    recipe.check_data_names()
     check_method_supported(recipe)
     output_dir = Path(recipe.output_dir)
-    finished = finished_run(recipe)
-    if finished is not None:
-        logger.info("%s already holds this recipe's finished run; delete it to train again", output_dir)
-        return TrainResult(output_dir, finished, completed_before=True)
-    resume = last_checkpoint(output_dir)
-    if resume:
-        logger.info("resuming from %s", resume)
+    run = plan(recipe, overwrite)
+    if run.finished_metrics is not None:
+        return TrainResult(output_dir, run.finished_metrics, completed_before=True)
+    if run.resume_from:
+        logger.info("resuming from %s", run.resume_from)
+    if not cuda_available() or recipe.training.get("use_cpu"):
+        use_cpu_threads()
     trainer, data = build_trainer(recipe, callbacks=callbacks)
+    if _is_main_process():  # the data and the model are ready: from here on the folder holds this run
+        start_run(output_dir, public_recipe(recipe).to_yaml(), run, keep_base_model=recipe.model == TINY_MODEL)
     logger.info("training on %d conversations%s", len(data.train_dataset),
                 f", evaluating on {len(data.eval_dataset)}" if data.eval_dataset is not None else "")
-    train_output = trainer.train(resume_from_checkpoint=resume)
+    with resume_hint(lambda: interrupted_hint(output_dir)):
+        try:
+            train_output = trainer.train(resume_from_checkpoint=run.resume_from)
+        except KeyboardInterrupt:
+            close_progress_bars(trainer)
+            raise
     metrics: dict[str, Any] = {"train": dict(train_output.metrics)}
     if data.eval_dataset is not None:
         metrics["eval"] = trainer.evaluate()
@@ -342,7 +354,25 @@ def train(recipe: Recipe, callbacks: list | None = None) -> TrainResult:
         metrics["eval_truncation"] = vars(data.eval_truncation)
     metrics["log_history"] = trainer.state.log_history
     save_outputs(trainer, recipe, data, metrics)
-    return TrainResult(output_dir, metrics, resume)
+    return TrainResult(output_dir, metrics, run.resume_from, set_aside=run.set_aside)
+
+
+def close_progress_bars(trainer) -> None:
+    """End the Trainer's progress bars' line: an interrupt leaves them open, and the one-line message
+    that follows would be glued to the end of the bar."""
+    for callback in trainer.callback_handler.callbacks:
+        for name in ("training_bar", "prediction_bar"):
+            bar = getattr(callback, name, None)
+            if bar is not None:
+                bar.close()
+
+
+def interrupted_hint(output_dir: Path) -> str:
+    """What an interrupted training kept, and how to go on (printed by ``belle``'s entry point)."""
+    saved = checkpoints(output_dir)
+    if not saved:
+        return f"no checkpoint was saved yet in {output_dir}; rerun the same command to start again"
+    return f"{saved[0].name} and earlier checkpoints are kept in {output_dir}; rerun the same command to resume"
 
 
 def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str, Any]) -> None:
@@ -353,7 +383,7 @@ def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str,
     from belle_hf.train.card import build_model_card
 
     output_dir = Path(recipe.output_dir)
-    staging = output_dir / ".final.tmp"
+    staging = output_dir / STAGING_DIR
     trainer.save_model(str(staging))  # weights (or adapter) and the tokenizer with its chat template
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():
@@ -368,7 +398,7 @@ def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str,
     atomic_write_text(output_dir / RECIPE_FILE, public.to_yaml())
     atomic_write_text(output_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
     card = build_model_card(public, metrics, data.model_path)
-    atomic_write_text(output_dir / "README.md", str(card))
+    atomic_write_text(output_dir / CARD_FILE, str(card))
 
 
 def public_recipe(recipe: Recipe) -> Recipe:
