@@ -83,7 +83,7 @@ def training_values(args, gpu: bool) -> dict:
     """The ``SFTConfig`` values both candidates train with."""
     values = {"max_steps": args.steps, "per_device_train_batch_size": args.batch_size,
               "max_length": args.max_length, "packing": True, "learning_rate": 1e-4, "logging_steps": 10**6,
-              "save_strategy": "no", "report_to": "none", "gradient_checkpointing": True, "disable_tqdm": True,
+              "save_strategy": "no", "report_to": "none", "activation_checkpointing": True, "disable_tqdm": True,
               "include_num_input_tokens_seen": "non_padding", "dataloader_num_workers": 0, "seed": 0}
     if gpu:
         values["bf16"] = True

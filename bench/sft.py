@@ -90,7 +90,7 @@ def run(argv: list[str]) -> dict:
             "model": str(model_dir), "method": "full", "template": "belle", "data": [str(data_path)],
             "training": {"num_train_epochs": 1, "max_length": args.max_length, "learning_rate": 1e-4,
                          "per_device_train_batch_size": args.batch_size, "logging_steps": 1000,
-                         "save_strategy": "no", "gradient_checkpointing": False, "disable_tqdm": True},
+                         "save_strategy": "no", "activation_checkpointing": False, "disable_tqdm": True},
         }
         padded = measure(base, workdir, "padded")
         packed_values = json.loads(json.dumps(base))
