@@ -356,7 +356,7 @@ def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str,
     metrics, the recipe and the model card, each written atomically."""
     import json
 
-    from belle_hf.train.card import build_model_card
+    from belle_hf.train.card import record_run
 
     output_dir = Path(recipe.output_dir)
     staging = output_dir / ".final.tmp"
@@ -373,8 +373,7 @@ def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str,
     public = public_recipe(recipe)
     atomic_write_text(output_dir / RECIPE_FILE, public.to_yaml())
     atomic_write_text(output_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
-    card = build_model_card(public, metrics, data.model_path)
-    atomic_write_text(output_dir / "README.md", str(card))
+    record_run(output_dir, public, data.model_path)  # portable adapter config, lineage record, card
 
 
 def public_recipe(recipe: Recipe) -> Recipe:

@@ -137,7 +137,7 @@ class _Buffers(threading.local):
 def _target_files(target: Path, report: XorReport) -> list[Path]:
     """The files of ``target`` to encode: everything but secrets, caches and training state
     (the same exclusions as an upload, so a diff never carries a ``.env`` or optimizer state)."""
-    from belle_hf.hub.push import files_to_upload, ignore_patterns
+    from belle_hf.hub.ignore import files_to_upload, ignore_patterns
 
     every = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     every = [rel for rel in every if not (set(rel.split("/")) & SKIPPED_PARTS)]
