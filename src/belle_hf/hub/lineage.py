@@ -160,6 +160,11 @@ def write_lineage(folder: str | os.PathLike, *, stage: str, parent: str | os.Pat
 
     target = Path(folder)
     record_dir = target if target.is_dir() else target.parent
+    if parent is not None and not target.is_dir() and Path(parent).is_dir() \
+            and Path(parent).resolve() == record_dir.resolve():
+        # A file exported into its own parent folder (a GGUF beside the weights): that folder's
+        # record stays the parent's.
+        return read_lineage(record_dir) or {}
     reference = parent_reference(parent, target)
     parent_path = None
     if reference is not None and "path" in reference:
@@ -177,6 +182,10 @@ def write_lineage(folder: str | os.PathLike, *, stage: str, parent: str | os.Pat
         "settings": portable(settings or {}),
         "outputs": output_hashes(target),
     }
+    previous = read_lineage(record_dir) if not target.is_dir() else None
+    if previous and previous.get("stage") == stage and (previous.get("parent") or {}).get("sha256") == \
+            (reference or {}).get("sha256"):
+        record["outputs"] = {**previous.get("outputs", {}), **record["outputs"]}  # several files of one export
     if data is not None:
         record["data"] = portable(data)
     evaluations = _parent_evaluations(reference, parent_path)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from belle_hf.errors import BelleError
+from belle_hf.hub.lineage import write_lineage
 from belle_hf.io import atomic_dir
 from belle_hf.quant.calibration import chat_texts, split_calibration_and_heldout, tokenize_calibration
 from belle_hf.quant.perplexity import perplexity
@@ -195,4 +196,5 @@ def quantize_gptq(
             seconds=round(time.perf_counter() - started, 2),
         )
         report.save(work_dir)
+        write_lineage(work_dir, stage="quantize", parent=model_dir, settings={"method": "gptq", **vars(settings)})
     return report

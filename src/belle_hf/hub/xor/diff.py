@@ -223,6 +223,7 @@ def encode(base: str | os.PathLike, target: str | os.PathLike, out_dir: str | os
         atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     finally:
         base_weights.close()
+    write_lineage(out_dir, stage="xor-encode", parent=target, settings={"base": Path(base).name})
     return report
 
 
@@ -378,6 +379,7 @@ def decode(base: str | os.PathLike, diff_dir: str | os.PathLike, out_dir: str | 
             finisher.wait()
     finally:
         base_weights.close()
+    write_lineage(out_dir, stage="xor-decode", parent=diff_dir, settings={"base": Path(base).name})
     return report
 
 
