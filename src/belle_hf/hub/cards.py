@@ -212,18 +212,27 @@ class Provenance:
     def hub_datasets(self) -> list[str]:
         return list(dict.fromkeys(d["hub_id"] for d in self.data_sources if d.get("hub_id")))
 
-    def parent_hub_id(self, reference: dict[str, Any] | None) -> str | None:
-        """The Hub id of a parent: recorded, or published since (its folder's record says where)."""
-        if not reference:
+    def _walk(self) -> list[dict[str, Any]]:
+        """The chain, child first: each record with its folder on this machine (when the relative
+        parent paths still lead there) and the Hub id it was published as."""
+        walk, folder = [], self.folder
+        for record in self.records:
+            current = read_lineage(folder) if folder is not None and folder.is_dir() else None
+            walk.append({"record": record, "folder": folder,
+                         "published": (current or {}).get("published_as") or record.get("published_as")})
+            path = (record.get("parent") or {}).get("path")
+            folder = (folder / path) if folder is not None and path and (folder / path).exists() else None
+        return walk
+
+    def parent_hub_id(self, index: int = 0) -> str | None:
+        """The Hub id of the parent of the ``index``-th record: recorded, or published since."""
+        walk = self._walk()
+        if index >= len(walk):
             return None
+        reference = walk[index]["record"].get("parent") or {}
         if reference.get("id"):
             return reference["id"]
-        if reference.get("path") and self.folder is not None:
-            parent = (self.folder / reference["path"])
-            record = read_lineage(parent) if parent.is_dir() else None
-            if record and record.get("published_as"):
-                return record["published_as"]
-        return None
+        return walk[index + 1]["published"] if index + 1 < len(walk) else None
 
     def base_model(self, kind: str) -> str | None:
         """The Hub id the card links as ``base_model`` for ``kind``, from the lineage."""
@@ -233,45 +242,53 @@ class Provenance:
         if kind in ("merge", "xor", "model", "adapter"):
             # A merge and an XOR diff link to the base model the chain started from, as the Hub
             # does for merges; a fine-tune or adapter to the model it was trained from.
-            start = next((r for r in records if r.get("stage") == "train"), records[-1])
-            return self.parent_hub_id(start.get("parent"))
-        return self.parent_hub_id(records[0].get("parent"))
+            index = next((i for i, r in enumerate(records) if r.get("stage") == "train"), len(records) - 1)
+            return self.parent_hub_id(index)
+        return self.parent_hub_id(0)
 
     def evaluation(self) -> tuple[dict[str, Any] | None, str | None]:
         """``(summary, measured_on)``: this folder's own eval summary (``measured_on`` None), else
-        the newest one carried from a parent, with the model it was measured on."""
+        the newest one carried from a parent, with the model it was measured on (its Hub id when
+        that model has been published)."""
         if self.eval_summary is not None:
             return self.eval_summary, None
+        walk = self._walk()
+        names = {}
+        for index, step in enumerate(walk[1:], start=1):
+            reference = walk[index - 1]["record"].get("parent") or {}
+            if reference.get("name"):
+                names[reference["name"]] = reference.get("id") or step["published"]
         for record in self.records:
             for evaluation in reversed(record.get("evaluations") or []):
                 if evaluation.get("overall") is not None:
                     summary = {key: evaluation.get(key) for key in ("overall", "score_wo_others", "per_class")}
                     summary["judge"] = {"model": evaluation.get("judge_model")}
-                    return summary, evaluation.get("measured_on") or "the model this one was made from"
+                    measured_on = evaluation.get("measured_on") or "the model this one was made from"
+                    return summary, names.get(measured_on) or measured_on
         return None, None
 
     def how_made(self) -> list[str]:
         """The chain back to the base model and the data, base first, one line per stage."""
-        lines = []
-        records = list(reversed(self.records))
-        if records:
-            root = records[0].get("parent") or {}
-            lines.append(f"base model: `{self.parent_hub_id(root) or root.get('name') or 'unknown'}`")
-        for record in records:
+        walk = list(reversed(self._walk()))
+        if not walk:
+            return []
+        root = walk[0]["record"].get("parent") or {}
+        lines = [f"base model: `{self.parent_hub_id(len(walk) - 1) or root.get('name') or 'unknown'}`"]
+        for step in walk:
+            record = step["record"]
             settings = record.get("settings") or {}
             stage = record.get("stage")
-            detail = {
-                "train": lambda: f"{(settings.get('recipe') or {}).get('method', '')} fine-tuning with TRL on "
-                                 + (", ".join(f"`{d.get('hub_id') or d.get('source')}`"
-                                              for d in record.get("data") or []) or "recorded data"),
-                "merge": lambda: "LoRA adapter merged into its base (peft merge_and_unload)",
-                "quantize": lambda: " ".join(str(settings.get(k)) for k in ("method", "bits") if settings.get(k))
-                                    + " quantization",
-                "gguf-export": lambda: f"GGUF export ({settings.get('type', '')})",
-                "xor-encode": lambda: "XOR diff against the base weights",
-                "xor-decode": lambda: "decoded from an XOR diff",
-            }.get(stage, lambda: stage)()
-            published = f", published as `{record['published_as']}`" if record.get("published_as") else ""
+            if stage == "train":
+                sources = ", ".join(f"`{d.get('hub_id') or d.get('source')}`" for d in record.get("data") or [])
+                detail = f"{(settings.get('recipe') or {}).get('method', '')} fine-tuning with TRL on {sources or 'recorded data'}"
+            elif stage == "quantize":
+                detail = " ".join(str(settings[k]) for k in ("method", "bits") if settings.get(k)) + "-bit quantization"
+            else:
+                detail = {"merge": "LoRA adapter merged into its base (peft merge_and_unload)",
+                          "gguf-export": f"GGUF export ({settings.get('type', '')})",
+                          "xor-encode": "XOR diff against the base weights",
+                          "xor-decode": "decoded from an XOR diff"}.get(stage, str(stage))
+            published = f", published as `{step['published']}`" if step["published"] else ""
             lines.append(f"{stage}: {detail.strip()}{published}")
         return lines
 

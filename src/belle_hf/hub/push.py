@@ -92,7 +92,8 @@ def hub_errors(repo_id: str) -> Iterator[None]:
 
 # Files whose values may name local paths (a recipe's output_dir, quantize's sources): uploaded
 # with absolute paths reduced to their names, so no machine path reaches the Hub.
-PORTABLE_FILES = ("recipe.yaml", "metrics.json", "quality.json", "belle_lineage.json", "adapter_config.json")
+PORTABLE_FILES = ("recipe.yaml", "metrics.json", "quality.json", "summary.json", "belle_lineage.json",
+                  "adapter_config.json")
 
 
 def _portable_bytes(path: Path, overrides: dict | None = None) -> bytes | None:

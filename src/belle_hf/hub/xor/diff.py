@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from belle_hf.errors import BelleError
+from belle_hf.hub.lineage import write_lineage
 from belle_hf.hub.xor.sources import BaseWeights, KeyBytes, read_full, read_safetensors_layout
 from belle_hf.io import _default_file_mode, atomic_write, atomic_write_text
 
