@@ -35,15 +35,20 @@ def _write_run_recipe(tmp_path: Path, data_file: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """A quickstart-shaped LoRA run, trained once for the module."""
+    """A quickstart-shaped LoRA run, trained once for the module, then moved (with its base-model/)
+    to another folder: where it was trained no longer exists."""
     from belle_hf.cli import main
     from belle_hf.testing import sample_data_path
 
     root = tmp_path_factory.mktemp("quick")
     data_file = root / "my_chats.jsonl"
     shutil.copyfile(sample_data_path("messages"), data_file)
-    assert main(["train", str(_write_run_recipe(root, data_file))]) == 0
-    return root / "runs" / "quick", data_file
+    trained_in = root / "trained-here"
+    trained_in.mkdir()
+    assert main(["train", str(_write_run_recipe(trained_in, data_file))]) == 0
+    moved = shutil.move(trained_in / "runs" / "quick", root / "moved-here")
+    shutil.rmtree(trained_in)
+    return Path(moved), data_file
 
 
 def test_train_writes_a_portable_adapter_a_lineage_record_and_a_truthful_card(quick_run):
@@ -62,7 +67,7 @@ def test_train_writes_a_portable_adapter_a_lineage_record_and_a_truthful_card(qu
                                                                   ("my_chats.jsonl", None)]
     assert record["data"][1]["sha256"] == file_sha256(data_file)
     assert record["data"][0]["sha256"] == file_sha256(sample_data_path("alpaca"))
-    assert str(run.parent) not in (run / "belle_lineage.json").read_text()
+    assert str(run.parent.parent) not in (run / "belle_lineage.json").read_text()
     card = (run / "README.md").read_text()
     meta = _card_meta(card)
     assert "datasets" not in meta  # local files are no Hub ids, and nothing is invented
@@ -72,12 +77,11 @@ def test_train_writes_a_portable_adapter_a_lineage_record_and_a_truthful_card(qu
     assert f"| train_loss | {metrics['train']['train_loss']:.4g} |" in card
 
 
-def test_moved_adapter_folder_still_chats(quick_run, tmp_path, run_belle):
-    run, _ = quick_run
-    moved = tmp_path / "elsewhere" / "my-adapter"
-    shutil.copytree(run, moved)
-    code, out, err = run_belle("chat", moved, "--prompt", "你好", "--max-new-tokens", "3", "--temperature", "0")
+def test_moved_adapter_folder_still_chats(quick_run, run_belle):
+    run, _ = quick_run  # moved after training, base-model/ with it
+    code, out, err = run_belle("chat", run, "--prompt", "你好", "--max-new-tokens", "3", "--temperature", "0")
     assert code == 0, err
+    assert out.strip()
 
 
 def test_merge_of_a_moved_adapter_records_its_parent(quick_run, tmp_path, run_belle):
