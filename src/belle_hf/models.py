@@ -52,13 +52,10 @@ def is_adapter_folder(path: str | os.PathLike) -> bool:
 
 
 def _read_adapter_config(adapter_dir: Path) -> dict:
+    from belle_hf.io import read_json_file
+
     config_file = adapter_dir / ADAPTER_CONFIG
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BelleError(f"{adapter_dir}: no {ADAPTER_CONFIG}; is this a LoRA output folder?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BelleError(f"{config_file}: not valid JSON: {error}") from None
+    config = read_json_file(config_file, missing=f"{adapter_dir}: no {ADAPTER_CONFIG}; is this a LoRA output folder?")
     if not isinstance(config, dict):
         raise BelleError(f"{config_file}: not a JSON object")
     return config

@@ -16,7 +16,6 @@ the folder says; nothing is invented. Every card is validated offline before it 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -26,6 +25,7 @@ from typing import Any, Optional
 from belle_hf.citation import BELLE_CITATION, RESEARCH_USE_NOTICE
 from belle_hf.errors import BelleError
 from belle_hf.hub.lineage import EVAL_SUMMARY_FILE, chain, read_lineage
+from belle_hf.io import read_json_file
 from belle_hf.models import is_hub_id, is_well_formed_hub_id
 from belle_hf.shipped import shipped_path
 
@@ -164,7 +164,7 @@ class Provenance:
                                 ("eval_summary", EVAL_SUMMARY_FILE)):
             path = folder / name
             if path.is_file():
-                setattr(found, attribute, _read_json(path))
+                setattr(found, attribute, read_json_file(path))
         if found.eval_summary is not None and "overall" not in found.eval_summary:
             found.eval_summary = None  # a summary.json of something else
         if (folder / RECIPE_FILE).is_file():
@@ -293,13 +293,6 @@ class Provenance:
         return lines
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BelleError(f"{path}: not valid JSON: {error}") from None
-
-
 def dataset_hub_id(source: str) -> str | None:
     """The Hub dataset id behind a training source (a BELLE corpus, ``hf://datasets/...`` or an
     ``owner/name`` id), or ``None`` for local files and bundled samples."""
@@ -315,13 +308,7 @@ def dataset_hub_id(source: str) -> str | None:
 
 def load_eval_summary(path: str | os.PathLike) -> dict[str, Any]:
     """Read an eval summary JSON (``belle eval judge --summary``); :class:`BelleError` if malformed."""
-    path = Path(path)
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BelleError(f"eval summary not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BelleError(f"{path}: invalid JSON: {error}") from None
+    summary = read_json_file(path, missing=f"eval summary not found: {path}")
     if not isinstance(summary, dict) or "overall" not in summary:
         raise BelleError(f"{path}: not an eval summary (needs at least 'overall', from belle eval judge --summary)")
     return summary

@@ -67,10 +67,9 @@ def read_lineage(folder: str | os.PathLike) -> dict[str, Any] | None:
     path = (path if path.is_dir() else path.parent) / LINEAGE_FILE
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BelleError(f"{path}: not valid JSON: {error}") from None
+    from belle_hf.io import read_json_file
+
+    record = read_json_file(path)
     if not isinstance(record, dict) or "stage" not in record:
         raise BelleError(f"{path}: not a belle lineage record (no 'stage')")
     return record
