@@ -195,3 +195,32 @@ def test_card_options_are_declared_once():
     source = (Path(__file__).parents[2] / "src" / "belle_hf" / "hub" / "commands.py").read_text()
     spelled = [flag for flag in flags if f'"{flag}"' in source]
     assert spelled == ["--license"] and source.count('"--license"') == 1  # push-dataset's own (data license)
+
+
+def test_xor_and_gguf_outputs_carry_their_lineage(quick_run, tiny_model_dir, tmp_path, run_belle):
+    """Merge, then XOR encode/decode and GGUF export: each output names its parent and keeps the
+    chain, so the decoded folder still knows the training run."""
+    pytest.importorskip("gguf")
+    run, _ = quick_run
+    merged = tmp_path / "merged"
+    assert run_belle("merge", run, "-o", merged)[0] == 0
+    code, _, err = run_belle("xor", "encode", "--base", run / "base-model", "--target", merged, "-o", tmp_path / "xor")
+    assert code == 0, err
+    diff_record = json.loads((tmp_path / "xor" / "belle_lineage.json").read_text())
+    assert diff_record["stage"] == "xor-encode" and diff_record["parent"]["name"] == "merged"
+    assert diff_record["settings"] == {"base": "base-model"}
+    code, _, err = run_belle("xor", "decode", "--base", run / "base-model", "--diff", tmp_path / "xor",
+                             "-o", tmp_path / "decoded")
+    assert code == 0, err
+    decoded = json.loads((tmp_path / "decoded" / "belle_lineage.json").read_text())
+    stages = []
+    record = decoded
+    while record:
+        stages.append(record["stage"])
+        record = (record.get("parent") or {}).get("lineage")
+    assert stages == ["xor-decode", "xor-encode", "merge", "train"]
+    code, _, err = run_belle("export", "gguf", merged, "-o", tmp_path / "gguf" / "quick-f16.gguf")
+    assert code == 0, err
+    gguf_record = json.loads((tmp_path / "gguf" / "belle_lineage.json").read_text())
+    assert gguf_record["stage"] == "gguf-export" and gguf_record["relation"] == "quantized"
+    assert list(gguf_record["outputs"]) == ["quick-f16.gguf"] and gguf_record["parent"]["path"] == "../merged"
