@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any, Iterator
 
 logger = logging.getLogger(__name__)
@@ -165,3 +165,47 @@ def read_json_file(path: str | os.PathLike, missing: str | None = None) -> Any:
         raise BelleError(missing or f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BelleError(f"{path}: not valid JSON: {error}") from None
+
+
+def relative_path(relpath: Any, what: str) -> PurePosixPath:
+    """``relpath`` as a relative POSIX path that cannot climb out of the folder it is joined to.
+
+    Every path read from a file someone else wrote (an XOR manifest from the Hub, an index, a
+    card) is checked here before anything is read or written with it; :func:`resolve_inside`
+    adds the check against symbolic links on disk. Refused, with a
+    :class:`~belle_hf.errors.BelleError` naming ``what`` (e.g. ``xor_manifest.json: files[3].path``):
+    a non-string or empty path, an absolute path, a Windows drive or ``\\`` separator (``..\\x``
+    escapes on Windows, and makes a confusing name on POSIX), a ``..`` component and a NUL byte.
+    """
+    from belle_hf.errors import BelleError
+
+    def refuse(reason: str) -> BelleError:
+        return BelleError(f"{what}: {relpath!r} {reason}; refusing to use it")
+
+    if not isinstance(relpath, str) or not relpath.strip():
+        raise refuse("is not a file path")
+    if "\0" in relpath or "\\" in relpath:
+        raise refuse("contains a NUL byte or a backslash (paths here use '/')")
+    posix = PurePosixPath(relpath)
+    if posix.is_absolute() or PureWindowsPath(relpath).drive:
+        raise refuse("is an absolute path, not one relative to its folder")
+    if ".." in posix.parts:
+        raise refuse("climbs out of its folder with '..'")
+    if not posix.parts or posix.parts == (".",):
+        raise refuse("names the folder itself, not a file in it")
+    return posix
+
+
+def resolve_inside(folder: str | os.PathLike, relpath: Any, what: str) -> Path:
+    """``folder / relpath`` after :func:`relative_path`'s checks, refused when it leaves ``folder``
+    through a symbolic link already on disk (``resolve`` follows every link on the way, so a link
+    to anywhere outside is caught whatever it is named)."""
+    from belle_hf.errors import BelleError
+
+    posix = relative_path(relpath, what)
+    path = Path(folder) / posix
+    root = Path(folder).resolve()
+    resolved = path.resolve()
+    if resolved == root or not resolved.is_relative_to(root):
+        raise BelleError(f"{what}: {relpath!r} leads outside {folder} through a symbolic link; refusing to use it")
+    return path

@@ -22,8 +22,9 @@ from evalkit import EVAL_SET, judge_responder
 SECRET = "sk-page-SECRET-abcdef123456"
 
 
-def post(url, payload: bytes):
-    request = urllib.request.Request(url, data=payload, headers={"Content-Type": "application/json"})
+def post(url, payload: bytes, token: str):
+    request = urllib.request.Request(url, data=payload, headers={"Content-Type": "application/json",
+                                                                 "X-Belle-Page-Token": token})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -41,8 +42,9 @@ def test_page_routes_score_and_reject_bad_requests(prompts_file, eval_set_file):
                 html = response.read().decode("utf-8")
             with urllib.request.urlopen(url + "api/questions", timeout=10) as response:
                 questions = json.loads(response.read())
-            status, scored = post(url + "api/score", json.dumps({"index": 2, "answer": "SCORE=0.8"}).encode())
-            bad = [post(url + "api/score", body)[0] for body in
+            token = html.split('name="belle-page-token" content="', 1)[1].split('"', 1)[0]
+            status, scored = post(url + "api/score", json.dumps({"index": 2, "answer": "SCORE=0.8"}).encode(), token)
+            bad = [post(url + "api/score", body, token)[0] for body in
                    (b"not json", b"[]", json.dumps({"index": 99, "answer": "x"}).encode(),
                     json.dumps({"index": 0, "answer": ""}).encode(), json.dumps({"index": True, "answer": "x"}).encode())]
         finally:

@@ -114,18 +114,32 @@ def test_corrupt_diff_leaves_no_output(diff_dir, tiny_model_dir, tmp_path):
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_interrupted_decode_resumes(diff_dir, tiny_model_dir, finetuned_dir, tmp_path):
+def test_rerun_completes_a_previous_decode_in_place(diff_dir, tiny_model_dir, finetuned_dir, tmp_path):
+    """A decoded folder missing a file (and holding a temporary file a kill left) is completed:
+    verified files are kept, the leftover is removed."""
     from belle_hf.hub.xor import decode
 
     out = tmp_path / "out"
     decode(tiny_model_dir, diff_dir, out)
     shards = sorted(out.glob("*.safetensors"))
     shards[0].unlink()
-    (out / shards[1].name).write_bytes(b"half-written")
+    (out / f".{shards[1].name}.k1l2m3n4.tmp").write_bytes(b"half-written")
     report = decode(tiny_model_dir, diff_dir, out)
-    assert shards[0].name not in report.skipped_files and shards[1].name not in report.skipped_files
-    assert shards[2].name in report.skipped_files
+    assert shards[0].name not in report.skipped_files
+    assert shards[1].name in report.skipped_files and shards[2].name in report.skipped_files
     assert _files(out) == _files(finetuned_dir)
+
+
+def test_a_folder_whose_file_differs_is_not_overwritten(diff_dir, tiny_model_dir, tmp_path):
+    from belle_hf.errors import BelleError
+    from belle_hf.hub.xor import decode
+
+    out = tmp_path / "out"
+    decode(tiny_model_dir, diff_dir, out)
+    (out / "config.json").write_text("{}")
+    with pytest.raises(BelleError, match="config.json: differs from the file the diff rebuilds"):
+        decode(tiny_model_dir, diff_dir, out)
+    assert (out / "config.json").read_text() == "{}"
 
 
 def test_torch_bin_base(tiny_model_dir, finetuned_dir, tmp_path):
@@ -286,3 +300,75 @@ def test_decoded_files_get_the_ordinary_mode(diff_dir, tiny_model_dir, tmp_path)
     os.umask(umask)
     for path in (tmp_path / "out").iterdir():
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
+
+
+# ----------------------------------------------------------------------------- output folder
+
+
+def test_stale_file_in_the_output_folder_is_refused(diff_dir, tiny_model_dir, tmp_path, run_belle):
+    """A leftover model.safetensors beside decoded shards is what from_pretrained would load."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"old weights")
+    code, _stdout, err = run_belle("xor", "decode", "--base", tiny_model_dir, "--diff", diff_dir, "-o", out)
+    assert code == 1 and "model.safetensors" in err and "not a decode of this diff" in err
+    assert os.listdir(out) == ["model.safetensors"] and (out / "model.safetensors").read_bytes() == b"old weights"
+    assert not (tmp_path / "out.partial").exists()
+
+
+def test_failed_verification_leaves_no_folder(diff_dir, tiny_model_dir, tmp_path):
+    from belle_hf.errors import BelleError
+    from belle_hf.hub.xor import decode
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(diff_dir, corrupt)
+    later = max(sorted(corrupt.glob("*.xor"))[1:], key=lambda p: p.stat().st_size)  # the first decodes fine
+    data = bytearray(later.read_bytes())
+    data[-1] ^= 0xFF
+    later.write_bytes(bytes(data))
+    with pytest.raises(BelleError, match="does not match its SHA-256"):
+        decode(tiny_model_dir, corrupt, tmp_path / "out")
+    assert sorted(os.listdir(tmp_path)) == ["corrupt"]  # no out, no out.partial
+
+
+def test_sigkill_mid_decode_then_rerun_resumes(tmp_path):
+    """A decode killed with SIGKILL leaves no OUT (only OUT.partial); the rerun keeps the
+    verified files and finishes with byte-identical output."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.numpy import save_file
+
+    from belle_hf.hub.xor import decode, encode
+
+    rng = np.random.default_rng(0)
+    base, target = tmp_path / "base", tmp_path / "target"
+    base.mkdir()
+    target.mkdir()
+    tensors = {f"layer.{i:02d}.weight": rng.standard_normal((1024, 1024), dtype=np.float32) for i in range(16)}
+    save_file(tensors, base / "model.safetensors")
+    for i, (name, value) in enumerate(tensors.items()):  # 16 shards of 4 MiB, every tensor changed
+        save_file({name: value + 1}, target / f"model-{i:05d}-of-00016.safetensors")
+    encode(base, target, tmp_path / "diff")
+    out = tmp_path / "out"
+    staging = tmp_path / "out.partial"
+    process = subprocess.Popen([sys.executable, "-m", "belle_hf.cli", "xor", "decode", "--base", str(base),
+                                "--diff", str(tmp_path / "diff"), "-o", str(out), "--workers", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (staging.is_dir() and list(staging.glob("model-*.safetensors"))):
+            assert process.poll() is None and time.monotonic() < deadline, "decode ended before it could be killed"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not out.exists()  # never a half-written OUT
+    done_before = {p.name for p in staging.glob("model-*.safetensors")}
+    assert 0 < len(done_before) < 16
+    report = decode(base, tmp_path / "diff", out)
+    assert done_before <= set(report.skipped_files)
+    assert _files(out) == _files(target) and not staging.exists()

@@ -212,13 +212,12 @@ def test_xor_and_gguf_outputs_carry_their_lineage(quick_run, tiny_model_dir, tmp
     code, _, err = run_belle("xor", "decode", "--base", run / "base-model", "--diff", tmp_path / "xor",
                              "-o", tmp_path / "decoded")
     assert code == 0, err
-    decoded = json.loads((tmp_path / "decoded" / "belle_lineage.json").read_text())
-    stages = []
-    record = decoded
-    while record:
-        stages.append(record["stage"])
-        record = (record.get("parent") or {}).get("lineage")
-    assert stages == ["xor-decode", "xor-encode", "merge", "train"]
+    # Decoding restores the target byte for byte, its lineage record included: merge <- train.
+    assert (tmp_path / "decoded" / "belle_lineage.json").read_bytes() == (merged / "belle_lineage.json").read_bytes()
+    assert json.loads((merged / "belle_lineage.json").read_text())["parent"]["lineage"]["stage"] == "train"
+    code, _, err = run_belle("xor", "decode", "--base", run / "base-model", "--diff", tmp_path / "xor",
+                             "-o", tmp_path / "decoded")
+    assert code == 0, err  # a rerun finds a complete decode of the same diff
     code, _, err = run_belle("export", "gguf", merged, "-o", tmp_path / "gguf" / "quick-f16.gguf")
     assert code == 0, err
     gguf_record = json.loads((tmp_path / "gguf" / "belle_lineage.json").read_text())

@@ -21,6 +21,7 @@ from belle_hf.eval.eval_set import EvalQuestion, load_eval_set
 from belle_hf.eval.resumable import ResumableJsonl, row_key
 from belle_hf.hub.lineage import attach_evaluation
 from belle_hf.models import resolve_adapter
+from belle_hf.redact import redact_url
 from belle_hf.templates import render_belle_prompt
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def generate_answers(
     if settings.limit is not None:
         questions = questions[: settings.limit]
     source = {"model": model, "adapter": str(adapter) if adapter else None,
-              "endpoint": endpoint.base_url if endpoint else None}
+              "endpoint": redact_url(endpoint.base_url) if endpoint else None}
     keys = [row_key(i, q.question, source) for i, q in enumerate(questions)]
     store = ResumableJsonl(output)
     store.seed_from_output(keys, lambda i, row: row.get("question") == questions[i].question
@@ -166,7 +167,7 @@ def generate_answers(
         generator = LocalGenerator(model, adapter=adapter, settings=settings)
         generator.answer_all([questions[i].question for i in todo], keep)
     if failures:
-        raise BelleError(f"{failures} of {len(todo)} questions got no answer from {endpoint.base_url}; "
+        raise BelleError(f"{failures} of {len(todo)} questions got no answer from {redact_url(endpoint.base_url)}; "
                          f"{len(todo) - failures} answers are kept in {store.partial}, rerun to retry the rest")
     store.finish(store.get(key) for key in keys)
     if endpoint is None:  # answers of a local model folder are attached to its lineage record

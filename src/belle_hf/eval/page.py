@@ -8,22 +8,38 @@ standard library's ``http.server``:
 - ``GET /``: the page;
 - ``GET /api/questions``: ``[{"index", "class", "question", "std_answer"}]``;
 - ``POST /api/score`` with ``{"index", "answer"}``: ``{"score", "reason", "class", "error"}``.
+
+Every score spends a paid judge call, so only the page itself may ask for one. Any other web page
+the user has open could send a request to 127.0.0.1 (a ``text/plain`` form POST needs no
+permission), and a hostile domain re-pointed at 127.0.0.1 (DNS rebinding) could even read the
+page. So every request must carry a ``Host`` naming the served address (a rebound domain does
+not), a POST must come from the page's own origin (when the browser says: ``Origin``,
+``Sec-Fetch-Site``), be ``application/json`` (which a cross-site page cannot send without a CORS
+preflight, never granted here) and carry the page's token, a random value written into the page
+when it is served and sent back by its script. Refusals (403, or 415 for the content type) reach
+no judge. The server binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import os
+import secrets
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from belle_hf.eval.eval_set import EvalQuestion, JudgePrompts, load_eval_set, normalize_class
 from belle_hf.eval.judge import AnswerRow, Judge
 from belle_hf.llm import EndpointConfig
+from belle_hf.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
+TOKEN_HEADER = "X-Belle-Page-Token"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 MAX_BODY_BYTES = 1 << 20
 """Largest request body accepted (an answer of about 300,000 Chinese characters)."""
 
@@ -32,6 +48,7 @@ PAGE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="belle-page-token" content="__BELLE_PAGE_TOKEN__">
 <title>BELLE 评分 · scoring page</title>
 <style>
  body { font-family: system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
@@ -60,6 +77,7 @@ PAGE = """<!DOCTYPE html>
 <div id="reason" class="box"></div>
 <script>
 const $ = (id) => document.getElementById(id);
+const pageToken = document.querySelector('meta[name="belle-page-token"]').content;
 let questions = [];
 function show(index) {
   const q = questions[index];
@@ -89,7 +107,7 @@ async function score() {
   button.disabled = true;
   $("status").textContent = "评分中 · scoring…"; $("score").textContent = "–"; $("reason").textContent = "";
   try {
-    const response = await fetch("api/score", {method: "POST", headers: {"Content-Type": "application/json"},
+    const response = await fetch("api/score", {method: "POST", headers: {"Content-Type": "application/json", "X-Belle-Page-Token": pageToken},
       body: JSON.stringify({index: Number($("question-picker").value), answer: $("answer").value})});
     const result = await response.json();
     if (result.error) { $("status").textContent = "错误 · error: " + result.error; }
@@ -119,6 +137,49 @@ class ScoringPage:
         self.questions = questions
         self.judge = Judge(prompts, endpoint, cache_dir=cache_dir)
         self.server: ThreadingHTTPServer | None = None
+        self.token = secrets.token_urlsafe(32)
+        """Written into the page and sent back by its script with every score request."""
+
+    def html(self) -> bytes:
+        return PAGE.replace("__BELLE_PAGE_TOKEN__", self.token).encode("utf-8")
+
+    def host_allowed(self, host_header: str | None) -> bool:
+        """Whether a request's ``Host`` names this server: its bound address, or when bound to a
+        loopback or wildcard address, ``localhost`` or an IP literal, with the served port. A
+        domain name re-pointed at this machine (DNS rebinding) names neither."""
+        assert self.server is not None, "not started"
+        bound, port = self.server.server_address[:2]
+        name, _, given_port = (host_header or "").rpartition(":")
+        if not name or given_port != str(port):
+            return False
+        wildcard = bound in ("0.0.0.0", "::")
+        if name == bound or (name in LOOPBACK_NAMES and (wildcard or _is_loopback(bound))):
+            return True
+        if not wildcard:
+            return False
+        try:  # bound to every interface: any of this machine's addresses, written as an IP
+            ipaddress.ip_address(name.strip("[]"))
+            return True
+        except ValueError:
+            return False
+
+    def refusal(self, method: str, headers) -> tuple[int, str] | None:
+        """``(status, reason)`` when a request may not be served (see the module docstring)."""
+        host = headers.get("Host")
+        if not self.host_allowed(host):
+            return 403, f"Host {host!r} is not this page's address"
+        if method != "POST":
+            return None
+        origin = headers.get("Origin")
+        if origin is not None and origin != f"http://{host}":
+            return 403, f"cross-origin request from {origin!r}"
+        if headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            return 403, "cross-site request"
+        if (headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+            return 415, "the request must be application/json"
+        if not hmac.compare_digest((headers.get(TOKEN_HEADER) or "").encode(), self.token.encode()):
+            return 403, f"missing or wrong {TOKEN_HEADER} (reload the page)"
+        return None
 
     @classmethod
     def from_files(cls, prompts: str | os.PathLike, eval_set: str | os.PathLike, endpoint: EndpointConfig,
@@ -164,7 +225,8 @@ class ScoringPage:
         """Serve until interrupted (Ctrl-C)."""
         self.server = ThreadingHTTPServer((host, port), _make_handler(self))
         self.server.daemon_threads = True
-        announce(f"scoring page on {self.url} (judge {self.judge.endpoint.model} at {self.judge.endpoint.base_url}); "
+        announce(f"scoring page on {self.url} (judge {self.judge.endpoint.model} at "
+                 f"{redact_url(self.judge.endpoint.base_url)}); "
                  f"Ctrl-C to stop")
         try:
             self.server.serve_forever()
@@ -178,6 +240,13 @@ class ScoringPage:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def _make_handler(page: ScoringPage):
@@ -196,16 +265,27 @@ def _make_handler(page: ScoringPage):
         def _send_json(self, status: int, payload: Any) -> None:
             self._send(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8")
 
+        def _refused(self, method: str) -> bool:
+            refusal = page.refusal(method, self.headers)
+            if refusal is not None:
+                logger.warning("scoring page: refused a %s from %s: %s", method, self.address_string(), refusal[1])
+                self._send_json(refusal[0], {"error": refusal[1]})
+            return refusal is not None
+
         def do_GET(self) -> None:
+            if self._refused("GET"):
+                return
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
-                self._send(200, PAGE.encode("utf-8"), "text/html; charset=utf-8")
+                self._send(200, page.html(), "text/html; charset=utf-8")
             elif path == "/api/questions":
                 self._send_json(200, page.questions_payload())
             else:
                 self._send_json(404, {"error": f"no page {path}"})
 
         def do_POST(self) -> None:
+            if self._refused("POST"):
+                return
             if self.path.split("?", 1)[0] != "/api/score":
                 self._send_json(404, {"error": "no such route"})
                 return

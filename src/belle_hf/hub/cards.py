@@ -286,8 +286,7 @@ class Provenance:
             else:
                 detail = {"merge": "LoRA adapter merged into its base (peft merge_and_unload)",
                           "gguf-export": f"GGUF export ({settings.get('type', '')})",
-                          "xor-encode": "XOR diff against the base weights",
-                          "xor-decode": "decoded from an XOR diff"}.get(stage, str(stage))
+                          "xor-encode": "XOR diff against the base weights"}.get(stage, str(stage))
             published = f", published as `{step['published']}`" if step["published"] else ""
             lines.append(f"{stage}: {detail.strip()}{published}")
         return lines

@@ -1,7 +1,7 @@
 """``belle_lineage.json``: where a model folder came from, written by every stage that makes one.
 
 One record per folder: the stage that wrote it (``train``, ``merge``, ``quantize``, ``xor-encode``,
-``xor-decode``, ``gguf-export``), its settings, the SHA-256 of every file it wrote, and its parent:
+``gguf-export``), its settings, the SHA-256 of every file it wrote, and its parent:
 the Hub id, or the name, relative path and content hash of a local folder, with the parent's own
 record nested inside, so the chain back to the base model and the data travels with every
 artifact. Eval results (``belle eval generate`` / ``belle eval judge`` writing into a model folder)
@@ -29,7 +29,7 @@ EVAL_SUMMARY_FILE = "summary.json"
 """An eval summary (``belle eval judge --summary``) saved in a model folder is that model's score."""
 LINEAGE_FORMAT = 1
 RELATIONS = {"train": None, "merge": "merge", "quantize": "quantized", "gguf-export": "quantized",
-             "xor-encode": "finetune", "xor-decode": None}
+             "xor-encode": "finetune"}
 """The Hub's ``base_model_relation`` of each stage's output to its parent (train depends on the method)."""
 
 # Not part of a folder's content hash: the record itself, cards and run-time state.

@@ -22,12 +22,9 @@ from typing import Iterator
 from belle_hf.errors import BelleError
 from belle_hf.hub.cards import CardOptions, build_model_card, card_for_folder
 from belle_hf.hub.ignore import files_to_upload, ignore_patterns
+from belle_hf.hub.secrets import scan_for_secrets
 
 logger = logging.getLogger(__name__)
-
-# Token shapes that must never leave the machine: Hugging Face, OpenAI-style and GitHub tokens.
-TOKEN_REGEX = re.compile(rb"\b(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{30,})\b")
-SCAN_MAX_BYTES = 2 * 1024 * 1024
 
 
 @dataclass
@@ -41,17 +38,6 @@ class PushResult:
         return f"pushed {len(self.files)} files to {self.repo_type} {self.repo_id}: {self.commit_url}"
 
 
-def scan_for_secrets(folder: Path, paths: list[str]) -> None:
-    """Refuse to upload a small file that contains a token (or the value of ``HF_TOKEN``)."""
-    own_token = os.environ.get("HF_TOKEN", "").encode()
-    for rel in paths:
-        path = folder / rel
-        if path.stat().st_size > SCAN_MAX_BYTES:
-            continue
-        data = path.read_bytes()
-        if TOKEN_REGEX.search(data) or (len(own_token) >= 8 and own_token in data):
-            raise BelleError(f"{path}: contains what looks like an access token; refusing to upload it "
-                             "(remove the file or the token)")
 
 
 def _warn_about_xet() -> None:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Sequence
 from belle_hf.errors import BelleError
 from belle_hf.llm.cache import ResponseCache, request_key
 from belle_hf.llm.pricing import estimate_cost
+from belle_hf.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ class EndpointConfig:
         return self.api_key or os.environ.get(self.api_key_env) or "EMPTY"
 
     def public_dict(self) -> dict[str, Any]:
-        """Settings safe to record in outputs: everything but the key."""
-        return {k: v for k, v in asdict(self).items() if k != "api_key"}
+        """Settings safe to record in outputs: everything but the key, and the URL without
+        the credentials it may carry (:func:`belle_hf.redact.redact_url`)."""
+        settings = {k: v for k, v in asdict(self).items() if k != "api_key"}
+        return {**settings, "base_url": redact_url(self.base_url)}
 
 
 @dataclass
@@ -164,7 +167,7 @@ class ChatClient:
         except openai.APITimeoutError:
             return ChatResult(text=None, error="timed out after retries")
         except openai.APIConnectionError:
-            return ChatResult(text=None, error=f"cannot connect to {self.config.base_url}")
+            return ChatResult(text=None, error=f"cannot connect to {redact_url(self.config.base_url)}")
         except (openai.OpenAIError, ValueError) as error:  # a 200 whose body is not a completion
             return ChatResult(text=None, error=f"unreadable response ({type(error).__name__})")
         if not getattr(response, "choices", None):

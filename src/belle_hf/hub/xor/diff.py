@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -37,7 +38,7 @@ import numpy as np
 from belle_hf.errors import BelleError
 from belle_hf.hub.lineage import write_lineage
 from belle_hf.hub.xor.sources import BaseWeights, KeyBytes, read_full, read_safetensors_layout
-from belle_hf.io import _default_file_mode, atomic_write, atomic_write_text
+from belle_hf.io import _default_file_mode, atomic_write, atomic_write_text, relative_path, resolve_inside
 
 logger = logging.getLogger(__name__)
 
@@ -325,29 +326,94 @@ def _encode_shard(path: Path, rel: str, base: BaseWeights, stream_key: bytes, no
 
 
 def read_manifest(diff_dir: str | os.PathLike) -> dict:
+    """The diff's manifest, checked: every path in it (output files, and the diff's own input
+    files) is a relative path that stays inside its folder, and every shard's segments tile it.
+    A crafted manifest is refused here, naming the entry, before anything is read or written."""
     path = Path(diff_dir) / MANIFEST_NAME
     if not path.is_file():
         raise BelleError(f"{diff_dir}: not an XOR diff folder ({MANIFEST_NAME} is missing)")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BelleError(f"{path}: invalid JSON: {error}") from None
-    if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
-        raise BelleError(f"{path}: unsupported diff format {manifest.get('format')!r} "
-                         f"version {manifest.get('version')!r}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME \
+            or manifest.get("version") != FORMAT_VERSION:
+        found = manifest if isinstance(manifest, dict) else {}
+        raise BelleError(f"{path}: unsupported diff format {found.get('format')!r} version {found.get('version')!r}")
+    _check_manifest(manifest, path, Path(diff_dir))
     return manifest
+
+
+def _check_manifest(manifest: dict, path: Path, diff_dir: Path) -> None:
+    files = manifest.get("files")
+    keystream = manifest.get("keystream")
+    source = keystream.get("source") if isinstance(keystream, dict) else None
+    if not isinstance(files, list) or not all(isinstance(entry, dict) for entry in files) \
+            or not isinstance(source, dict) or not isinstance(source.get("tensor"), str) \
+            or not isinstance(source.get("length"), int) \
+            or not re.fullmatch(r"(?:[0-9a-f]{2})+", str(keystream.get("nonce"))):
+        raise BelleError(f"{path}: 'files' must be a list of entries and 'keystream' an object with a hex nonce "
+                         "and a source tensor")
+    seen: set[str] = set()
+    for index, entry in enumerate(files):
+        where = f"{path}: files[{index}]"
+        rel = relative_path(entry.get("path"), f"{where}.path").as_posix()
+        if rel in seen or rel == MANIFEST_NAME:
+            raise BelleError(f"{where}.path: {rel!r} is listed twice or names the manifest itself")
+        seen.add(rel)
+        kind = entry.get("kind")
+        if kind not in ("safetensors", "plain", "base-copy"):
+            raise BelleError(f"{where}.kind: unknown kind {kind!r}")
+        if kind != "base-copy":
+            resolve_inside(diff_dir, entry.get("diff"), f"{where}.diff")
+        if not isinstance(entry.get("size"), int) or (kind != "safetensors" and not isinstance(entry.get("sha256"), str)):
+            raise BelleError(f"{where}: needs an integer size and a sha256")
+        if kind == "safetensors":
+            _check_segments(entry, where)
+
+
+def _check_segments(entry: dict, where: str) -> None:
+    """The segments must cover the shard's data region exactly, in order, and stored ones must lie
+    inside the diff file: a crafted manifest cannot make the decoder write past the file's end."""
+    def number(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    fields = ("size", "header_size", "diff_size")
+    segments = entry.get("segments")
+    if not all(number(entry.get(name)) for name in fields) or not isinstance(segments, list) \
+            or not isinstance(entry.get("header_sha256"), str):
+        raise BelleError(f"{where}: needs integer {', '.join(fields)}, a header_sha256 and a list of segments")
+    position = entry["header_size"]
+    for number_, segment in enumerate(segments):
+        ok = isinstance(segment, dict) and all(number(segment.get(k)) for k in ("offset", "length", "xor_length")) \
+            and isinstance(segment.get("tensor"), str) and isinstance(segment.get("sha256"), str) \
+            and segment["offset"] == position and segment["xor_length"] <= segment["length"] \
+            and (isinstance(segment.get("base"), str) and isinstance(segment.get("base_sha256"), str)
+                 or segment.get("base") is None and segment["xor_length"] == 0 and segment.get("stored") is True)
+        if ok and segment.get("stored"):
+            ok = number(segment.get("diff_offset")) and segment["diff_offset"] + segment["length"] <= entry["diff_size"]
+        if not ok:
+            raise BelleError(f"{where}.segments[{number_}]: offsets or lengths do not tile the shard")
+        position += segment["length"]
+    if position != entry["size"]:
+        raise BelleError(f"{where}: segments end at byte {position}, the shard has {entry['size']}")
 
 
 def decode(base: str | os.PathLike, diff_dir: str | os.PathLike, out_dir: str | os.PathLike,
            workers: int | None = None) -> XorReport:
     """Rebuild the target folder from ``diff_dir`` and the ``base`` it was made from.
 
-    The base is verified first (sizes, then SHA-256 of every base tensor used): a wrong base
-    raises :class:`BelleError` naming the first mismatching tensor, before any file is written.
-    Each output file is written to a temporary file, checked against the target checksums while
-    it is written, and renamed into place; a rerun after an interruption skips files that are
-    already complete.
+    The manifest is checked first (:func:`read_manifest`), then the output folder: it must be
+    new, empty or a previous decode of the same diff (:class:`~belle_hf.hub.xor.output.DecodeOutput`),
+    so no stale file (a leftover ``model.safetensors`` beside decoded shards) is ever loaded with
+    the result. Then the base (sizes, then SHA-256 of every base tensor used): a wrong base raises
+    :class:`BelleError` naming the first mismatching tensor. Nothing is written before all of
+    that passes. A new decode is written in ``OUT.partial`` and renamed to ``OUT`` when every
+    file matches its checksum; a failed check removes it, an interruption keeps it for the rerun
+    to resume. Files already complete and verified are never decoded again.
     """
+    from belle_hf.hub.xor.output import DecodeOutput
+
     diff_dir, out_dir = Path(diff_dir), Path(out_dir)
     if out_dir.resolve() in (diff_dir.resolve(), Path(base).resolve()):
         raise BelleError("the output folder must differ from the base and diff folders")
@@ -360,27 +426,38 @@ def decode(base: str | os.PathLike, diff_dir: str | os.PathLike, out_dir: str | 
         _check_base_layout(manifest, base_weights)
         buffers = _Buffers()
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            output = DecodeOutput(out_dir, manifest, _file_sha256(diff_dir / MANIFEST_NAME),
+                                  lambda entry, path: _already_complete(entry, path, pool, buffers))
             stream_key = _derive_key(base_weights, dict(manifest["keystream"]["source"]), buffers.key)
             logger.info("checking the base model against the diff's checksums")
             _verify_base(manifest, base_weights, pool, buffers)
-            finisher = _Finisher()
-            try:
-                shards = [entry["path"] for entry in manifest["files"] if entry["kind"] == "safetensors"]
-                for entry in manifest["files"]:
-                    if entry["kind"] == "safetensors":
-                        logger.info("decoding %s (%d/%d)", entry["path"], shards.index(entry["path"]) + 1, len(shards))
-                        _decode_shard(entry, base_weights, stream_key, manifest["keystream"]["nonce"], diff_dir,
-                                      out_dir, pool, buffers, report, finisher)
-                    else:
-                        _decode_plain(entry, base_weights, diff_dir, out_dir, report)
-                    report.files += 1
-            except BaseException:
-                finisher.close()
-                raise
-            finisher.wait()
+            with output.writing() as folder:
+                finisher = _Finisher()
+                try:
+                    shards = [entry["path"] for entry in manifest["files"] if entry["kind"] == "safetensors"]
+                    for entry in manifest["files"]:
+                        out_path = resolve_inside(folder, entry["path"], f"{MANIFEST_NAME}: output {entry['path']}")
+                        if entry["kind"] == "safetensors":
+                            report.tensors += sum(not s["tensor"].startswith("<gap@") for s in entry["segments"])
+                            report.weight_bytes += entry["size"]
+                        if entry["path"] in output.complete:
+                            report.skipped_files.append(entry["path"])
+                        elif entry["kind"] == "safetensors":
+                            logger.info("decoding %s (%d/%d)", entry["path"], shards.index(entry["path"]) + 1,
+                                        len(shards))
+                            _decode_shard(entry, base_weights, stream_key, manifest["keystream"]["nonce"], diff_dir,
+                                          out_path, pool, buffers, report, finisher)
+                        else:
+                            _decode_plain(entry, base_weights, diff_dir, out_path)
+                        report.files += 1
+                except BaseException:
+                    finisher.close()
+                    raise
+                finisher.wait()
     finally:
         base_weights.close()
-    write_lineage(out_dir, stage="xor-decode", parent=diff_dir, settings={"base": Path(base).name})
+    # No record of its own: the decoded folder is the target byte for byte, with the target's
+    # belle_lineage.json among its files (a record added here would be a stale file to a rerun).
     return report
 
 
@@ -401,7 +478,8 @@ def _check_base_layout(manifest: dict, base: BaseWeights) -> None:
     """Fail fast, before hashing anything, when the base lacks a tensor or has another size."""
     for entry in manifest["files"]:
         if entry["kind"] == "base-copy":
-            source = base.path / entry["path"] if base.path.is_dir() else None
+            source = resolve_inside(base.path, entry["path"], f"{MANIFEST_NAME}: base file {entry['path']}") \
+            if base.path.is_dir() else None
             if source is None or not source.is_file():
                 raise BelleError(f"wrong base model: it has no file {entry['path']} (the diff reuses the base's copy)")
         for segment in entry.get("segments", []):
@@ -483,6 +561,8 @@ def _already_complete(entry: dict, path: Path, pool, buffers: _Buffers) -> bool:
     """True when ``path`` is a complete, verified output (left by an interrupted earlier run)."""
     if not path.is_file() or path.stat().st_size != entry["size"]:
         return False
+    if entry["kind"] != "safetensors":
+        return _file_sha256(path) == entry["sha256"]
     fd = os.open(path, os.O_RDONLY)
     try:
         if hashlib.sha256(os.pread(fd, entry["header_size"], 0)).hexdigest() != entry["header_sha256"]:
@@ -525,14 +605,8 @@ class _Finisher:
             tmp.unlink(missing_ok=True)
 
 
-def _decode_shard(entry: dict, base: BaseWeights, stream_key: bytes, nonce: str, diff_dir: Path, out_dir: Path,
+def _decode_shard(entry: dict, base: BaseWeights, stream_key: bytes, nonce: str, diff_dir: Path, out_path: Path,
                   pool, buffers: _Buffers, report: XorReport, finisher: _Finisher) -> None:
-    out_path = out_dir / entry["path"]
-    report.tensors += sum(not s["tensor"].startswith("<gap@") for s in entry["segments"])
-    report.weight_bytes += entry["size"]
-    if _already_complete(entry, out_path, pool, buffers):
-        report.skipped_files.append(entry["path"])
-        return
     diff_fd = os.open(diff_dir / entry["diff"], os.O_RDONLY)
     try:
         header = os.pread(diff_fd, entry["header_size"], 0)
@@ -570,11 +644,7 @@ def _decode_shard(entry: dict, base: BaseWeights, stream_key: bytes, nonce: str,
         os.close(diff_fd)
 
 
-def _decode_plain(entry: dict, base: BaseWeights, diff_dir: Path, out_dir: Path, report: XorReport) -> None:
-    out_path = out_dir / entry["path"]
-    if out_path.is_file() and out_path.stat().st_size == entry["size"] and _file_sha256(out_path) == entry["sha256"]:
-        report.skipped_files.append(entry["path"])
-        return
+def _decode_plain(entry: dict, base: BaseWeights, diff_dir: Path, out_path: Path) -> None:
     source = diff_dir / entry["diff"] if entry["kind"] == "plain" else base.path / entry["path"]
     digest = hashlib.sha256()
     with atomic_write(out_path) as out, open(source, "rb") as src:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from belle_hf.errors import BelleError
-from belle_hf.io import atomic_path
+from belle_hf.io import atomic_path, resolve_inside
 
 PIECE_BYTES = 10 * 1024 * 1024
 ENC_NAME = re.compile(r"^(?P<name>.+)\.(?P<sha>[0-9a-f]{64})\.enc$")
@@ -90,7 +90,8 @@ def legacy_decode(enc_file: str | os.PathLike, key_file: str | os.PathLike, out_
     if not enc_file.is_file():
         raise BelleError(f"encrypted file not found: {enc_file}")
     name, sha_hex = legacy_output_name(enc_file)
-    out_path = out_dir / name
+    # The name comes from a downloaded file's name: ``...<sha>.enc`` would write to OUT/.. .
+    out_path = resolve_inside(out_dir, name, f"{enc_file}: decoded file name")
     with open(enc_file, "rb") as src:
         expected = src.read(32)
         if len(expected) < 32:
