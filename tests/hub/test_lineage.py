@@ -99,10 +99,10 @@ def test_merge_of_a_moved_adapter_records_its_parent(quick_run, tmp_path, run_be
 def test_adapter_push_leaves_its_local_base_behind_and_warns(hub, quick_run, tmp_path, run_belle, caplog):
     run, _ = quick_run
     with caplog.at_level("WARNING"):
-        code, _, err = run_belle("hub", "push-adapter", run, "belle-test/quick-lora")
+        code, _, err = run_belle("hub", "push-adapter", run, "belle-test/local-base-lora")
     assert code == 0, err
     assert "not on the Hub" in caplog.text
-    files = hub.repo_files("belle-test/quick-lora")
+    files = hub.repo_files("belle-test/local-base-lora")
     assert not any(name.startswith("base-model/") for name in files)
     assert "adapter_model.safetensors" in files and "belle_lineage.json" in files
     for name, data in files.items():
@@ -111,7 +111,7 @@ def test_adapter_push_leaves_its_local_base_behind_and_warns(hub, quick_run, tmp
     assert "datasets" not in meta and "base_model" not in meta
     assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == "base-model"
     # The folder remembers where it went; a derived folder's card then links to it.
-    assert json.loads((run / "belle_lineage.json").read_text())["published_as"] == "belle-test/quick-lora"
+    assert json.loads((run / "belle_lineage.json").read_text())["published_as"] == "belle-test/local-base-lora"
 
 
 def test_push_without_dataset_flags_invents_no_dataset(hub, tiny_model_dir, tmp_path, run_belle):
