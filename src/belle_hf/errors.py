@@ -25,3 +25,15 @@ class DataFormatError(BelleError, ValueError):
     def at(self, location: str) -> "DataFormatError":
         """Return the same error located at ``location`` (a file and line)."""
         return DataFormatError(self.reason, location=location, field=self.field)
+
+
+class ConfigError(BelleError, ValueError):
+    """A setting of a config dataclass is invalid; ``field`` names it (``base_url``, ...).
+
+    The library names fields; the ``belle`` command reports the flag the field came from.
+    """
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")

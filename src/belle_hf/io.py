@@ -4,11 +4,14 @@ ever left half-done."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
+
+from belle_hf.errors import BelleError
 
 logger = logging.getLogger(__name__)
 
@@ -30,23 +33,114 @@ def _current_umask() -> int:
     return umask
 
 
+def _lock_temp(fd: int) -> None:
+    """Hold an advisory lock on a temporary file or folder while it is being written, so that
+    :func:`clean_stale_temps` can tell a live writer's temp from one a killed run left behind
+    (the kernel drops the lock when its process dies, even by SIGKILL)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: stale temps are reported, never removed
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _is_abandoned(temp: Path) -> bool:
+    """True when no live process holds ``temp``'s lock (its writer died)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(temp, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def clean_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the ``.NAME.*.tmp`` / ``.NAME.*.old`` leftovers of an atomic write of ``path``
+    that a killed run (SIGKILL, power loss) could not clean up; returns what was removed.
+
+    Called by every atomic write before it starts, so the next run on an output tidies up
+    after the one that was killed. A temp still locked by a live writer is left alone.
+    """
+    import shutil
+
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for pattern in (f".{glob.escape(path.name)}.*.tmp", f".{glob.escape(path.name)}.*.old"):
+        for temp in path.parent.glob(pattern):
+            if not _is_abandoned(temp):
+                logger.warning("%s: a temporary file of another write of %s is in use; left alone", temp, path)
+                continue
+            kept = temp / path.name
+            if temp.suffix == ".old" and not path.exists() and kept.exists():
+                # Killed between moving the old folder aside and moving the new one in: the
+                # old one is the last complete version, so it goes back.
+                os.replace(kept, path)
+                logger.warning("restored %s from %s, left by an interrupted write", path, temp)
+            if temp.is_dir() and not temp.is_symlink():
+                shutil.rmtree(temp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            logger.warning("removed %s, left by an interrupted write of %s", temp, path)
+            removed.append(temp)
+    return removed
+
+
+@contextlib.contextmanager
+def _writable(path: Path) -> Iterator[None]:
+    """Turn a failure to create, rename or flush ``path``'s files into one line naming it
+    (``-o`` under ``/proc``, under a file, on a full disk...)."""
+    try:
+        yield
+    except OSError as error:
+        raise BelleError(f"{path}: cannot write here ({error.strerror or error})") from None
+
+
+def _start_temp(path: Path, make_dir: bool = False) -> tuple[int | None, str]:
+    """Create the temp file (or folder) beside ``path``, locked; returns its fd and name."""
+    with _writable(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(path)
+        if make_dir:
+            name = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd = os.open(name, os.O_RDONLY)
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _lock_temp(fd)
+    return fd, name
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    On any exception the temporary file is removed and ``path`` is left as it was, so a crash
-    or a bad record never leaves a partial output behind.
+    On any exception, SIGINT and SIGTERM included (see :mod:`belle_hf.interrupts`), the
+    temporary file is removed and ``path`` is left as it was, so a crash or a bad record never
+    leaves a partial output behind. A path that cannot be written is a :class:`BelleError`
+    naming it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _start_temp(path)
     try:
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, _default_file_mode(path))
-        os.replace(tmp_name, path)
+            with _writable(path):
+                handle.flush()
+                os.fsync(handle.fileno())
+        with _writable(path):
+            os.chmod(tmp_name, _default_file_mode(path))
+            os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
@@ -64,17 +158,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for writers that want a file name (pyarrow, gguf);
     rename it onto ``path`` when the block succeeds, remove it otherwise."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp_name = _start_temp(path)
     try:
         yield Path(tmp_name)
-        os.chmod(tmp_name, _default_file_mode(path))
-        os.replace(tmp_name, path)
+        with _writable(path):
+            os.chmod(tmp_name, _default_file_mode(path))
+            os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    finally:
+        os.close(fd)  # held open only for its lock
 
 
 def repair_jsonl_tail(path: str | os.PathLike) -> bytes:
@@ -114,19 +209,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     import shutil
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    fd, name = _start_temp(path, make_dir=True)
+    staging = Path(name)
     try:
         yield staging
-        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; the result is a normal folder
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(staging, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, path)
+        with _writable(path):
+            staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; the result is a normal folder
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                # (Killed here: clean_stale_temps moves the old folder back on the next run.)
+                os.replace(path, old / path.name)
+                os.replace(staging, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, path)
     finally:
+        os.close(fd)
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -165,6 +263,33 @@ def read_json_file(path: str | os.PathLike, missing: str | None = None) -> Any:
         raise BelleError(missing or f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BelleError(f"{path}: not valid JSON: {error}") from None
+
+
+def check_output_is_not_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
+                              *, replaces_folder: bool = False) -> None:
+    """Refuse an ``output`` that is one of the ``inputs``: the same path, a symlink to it, a
+    ``./`` or ``..`` spelling of it, or a hard link (compared with :func:`os.path.samefile`).
+    With ``replaces_folder`` (the output folder is swapped whole, :func:`atomic_dir`), an input
+    inside it is refused too. ``None`` inputs are skipped; names that are not files
+    (``sample:alpaca``, Hub ids) never match a real output.
+
+    Writing over an input replaces the data being read: called by every command that has both.
+    """
+    out = Path(output)
+    out_resolved = out.resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        source_path = Path(source)
+        same = source_path.resolve() == out_resolved  # also for a second output not written yet
+        if not same and out.exists() and source_path.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(source_path, out)
+        if same:
+            raise BelleError(f"{output}: this output is the input {source}; write to another path")
+        if replaces_folder and source_path.exists() and out_resolved in source_path.resolve().parents:
+            raise BelleError(f"{output}: this output folder holds the input {source} and would be replaced; "
+                             "write to another folder")
 
 
 def relative_path(relpath: Any, what: str) -> PurePosixPath:

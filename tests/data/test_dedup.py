@@ -3,6 +3,7 @@ import random
 
 import pytest
 
+from belle_hf.data.pipeline import ExecutorConfig
 from belle_hf.data.dedup import DedupConfig, conversation_text, dedup_file, shingles
 from belle_hf.errors import BelleError, DataFormatError
 from belle_hf.testing.sample_data import sample_data_path
@@ -95,14 +96,14 @@ def test_exact_only(dup_file, tmp_path):
 
 def test_templated_but_different_rows_survive(tmp_path):
     src = write_jsonl(tmp_path / "distinct.jsonl", distinct_rows(300, seed=3))
-    report = dedup_file(src, tmp_path / "o.parquet", batch_size=64)  # several batches
+    report = dedup_file(src, tmp_path / "o.parquet", executor=ExecutorConfig(tasks=4, workers=1))  # several shards
     assert report.rows_kept == 300 and report.exact_duplicates == report.near_duplicates == 0
 
 
-def test_duplicates_across_batches(tmp_path):
+def test_duplicates_across_shards(tmp_path):
     rows = distinct_rows(50)
     src = write_jsonl(tmp_path / "rows.jsonl", rows + rows[:7])
-    report = dedup_file(src, tmp_path / "o.jsonl", batch_size=8)
+    report = dedup_file(src, tmp_path / "o.jsonl", executor=ExecutorConfig(tasks=5, workers=1))
     assert report.rows_kept == 50 and report.exact_duplicates == 7
 
 

@@ -260,3 +260,33 @@ def test_two_runs_cannot_append_to_one_output(run_belle, tmp_path):
         code, _, err = run_belle(*cli(server, out, 5))
         assert code == 1 and "being written by another" in err
         assert server.completion_requests() == []
+
+
+def test_sigterm_stops_sending_and_the_rerun_continues(run_belle, tmp_path):
+    signum = signal.SIGTERM  # (SIGINT takes the same path: tests/hostile/test_interrupts.py)
+    out = tmp_path / "gen.jsonl"
+    with FakeOpenAIServer(responder=responder, latency=0.3) as server:
+        env = {**os.environ, "BELLE_TEST_KEY": SECRET}
+        command = [sys.executable, "-m", "belle_hf.cli", *map(str, cli(server, out, 200, "--concurrency", "2"))]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while not out.exists() or out.read_text(encoding="utf-8").count("\n") < 5:
+            assert process.poll() is None and time.time() < deadline, process.communicate()
+            time.sleep(0.05)
+        sent_at_stop = len(server.completion_requests())
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+        sent_after_exit = len(server.completion_requests())
+        time.sleep(0.6)
+        assert process.returncode == 128 + signum, stderr
+        last = stderr.strip().splitlines()[-1]
+        assert last.startswith(f"interrupted by {signal.Signals(signum).name}; ") and "of 200 rows kept" in last
+        assert len(server.completion_requests()) == sent_after_exit <= sent_at_stop + 2
+        kept = rows_of(out)  # whole lines only
+        report = report_of(out)
+        assert report["last_run"]["status"] == "interrupted" and report["kept_total"] == len(kept)
+        assert SECRET not in stderr and SECRET.encode() not in out.with_name("gen.report.json").read_bytes()
+        server.latency = 0
+        code, _, err = run_belle(*cli(server, out, len(kept) + 10, "--concurrency", "4"))
+        assert code == 0, err
+    assert rows_of(out)[: len(kept)] == kept and len(rows_of(out)) == len(kept) + 10

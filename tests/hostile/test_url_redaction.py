@@ -4,6 +4,7 @@ server, but never a file or a log: summaries, outputs, caches and messages show 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,23 @@ def test_scoring_page_announces_the_url_without_its_credentials(tmp_path):
         process.wait()
     assert "scoring page on http://" in line and "http://***@127.0.0.1:9/v1" in line
     assert USER_SECRET not in line
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_scoring_page_stopped_by_a_signal_exits_non_zero(tmp_path, signum, code):
+    prompts, _answers = _eval_files(tmp_path)
+    eval_set = tmp_path / "eval_set.json"
+    eval_set.write_text(json.dumps({"question": "问题", "class": "open qa", "std_answer": "北京"},
+                                   ensure_ascii=False) + "\n", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "belle_hf.cli", "eval", "serve-page", "--prompts", str(prompts),
+                                "--eval-set", str(eval_set), "--model", "gpt-4", "--port", "0",
+                                "--base-url", "http://127.0.0.1:9/v1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "scoring page on http://" in process.stdout.readline()
+        process.send_signal(signum)
+        _out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == code, err
+    assert "interrupted" in err and "Traceback" not in err

@@ -7,6 +7,7 @@ from typing import Callable, TextIO
 
 from belle_hf.chat.session import ChatSession
 from belle_hf.errors import BelleError
+from belle_hf.interrupts import is_ctrl_c
 
 PROMPT = ">>> "
 HELP = "Type a message and press Enter. /reset clears the history, /exit (or Ctrl-D) quits."
@@ -23,7 +24,9 @@ def run_terminal_chat(session: ChatSession, read: Callable[[str], str] = input, 
         except EOFError:
             print(file=out)
             break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            if not is_ctrl_c(stop):  # SIGTERM ends the chat; Ctrl-C only clears the line
+                raise
             print(file=out)
             continue
         if not line:
@@ -42,7 +45,9 @@ def run_terminal_chat(session: ChatSession, read: Callable[[str], str] = input, 
         except BelleError as error:
             print(f"error: {error}", file=out, flush=True)
             continue
-        except KeyboardInterrupt:  # stop this reply, keep the chat
+        except KeyboardInterrupt as stop:  # Ctrl-C stops this reply, keeps the chat
+            if not is_ctrl_c(stop):
+                raise
             print(" (interrupted)", file=out, flush=True)
             continue
         print(file=out, flush=True)

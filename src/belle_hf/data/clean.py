@@ -33,9 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from belle_hf.data.files import RecordWriter, dump_json
-from belle_hf.data.stream import iter_normalized
-from belle_hf.errors import BelleError, DataFormatError
+from belle_hf.data.files import dump_json
+from belle_hf.errors import BelleError
 from belle_hf.io import atomic_write_text
 
 Messages = Sequence[dict]
@@ -260,36 +259,78 @@ class CleanReport:
         return "\n".join(lines)
 
 
+    @classmethod
+    def merge(cls, parts: list[dict], source: str, output: str, rules: list[str]) -> "CleanReport":
+        """One report from the per-task reports (in task order): counts summed, first examples kept."""
+        report = cls(source=source, output=output, rules=rules)
+        for part in parts:
+            report.rows_in += part["rows_in"]
+            report.rows_kept += part["rows_kept"]
+            for rule, count in part["dropped"].items():
+                report.dropped[rule] = report.dropped.get(rule, 0) + count
+                examples = report.examples.setdefault(rule, [])
+                examples += part["examples"].get(rule, [])[: cls.MAX_EXAMPLES - len(examples)]
+        return report
+
+
+def clean_stages(reader, rules: list[str], work, out: str = "out", with_location: bool = False) -> list:
+    """The datatrove stage that cleans what ``reader`` yields: kept rows in ``work/<out>`` (JSON
+    Lines shards), per-task reports in ``work/clean-reports``."""
+    from belle_hf.data.pipeline.run import Stage
+    from belle_hf.data.pipeline.steps import ApplyCleaningRules, WriteShards
+
+    return [Stage("clean", [reader, ApplyCleaningRules(rules, work.sub("clean-reports")),
+                            WriteShards(work.sub(out), with_location=with_location)], len(reader.plan))]
+
+
+def clean_report(work_path: str, source: str, output: str, rules: list[str]) -> CleanReport:
+    """The :class:`CleanReport` of a finished clean stage."""
+    from belle_hf.data.pipeline.steps import read_json
+
+    parts = [read_json(path) for path in sorted((Path(work_path) / "clean-reports").glob("*.json"))]
+    return CleanReport.merge(parts, source, output, rules)
+
+
+def _finish_clean(work_path: str, source: str, output: str, rules: list[str], report_path: str | None) -> None:
+    from belle_hf.data.pipeline.run import RESULT
+    from belle_hf.data.pipeline.steps import merge_shards, write_json
+
+    report = clean_report(work_path, source, output, rules)
+    merge_shards(Path(work_path) / "out", output)
+    if report_path is not None:
+        atomic_write_text(Path(report_path), dump_json(report.to_dict()))
+    write_json(Path(work_path) / RESULT, asdict(report))
+
+
 def clean_file(
-    source: str | os.PathLike,
+    source: str | os.PathLike | list[str | os.PathLike],
     output: str | os.PathLike,
     rules: Iterable[str] | None = None,
     schema: str = "auto",
     report_path: str | os.PathLike | None = None,
-) -> CleanReport:
-    """Normalize ``source`` (any BELLE schema), drop what the ``rules`` reject, write the rest.
+    executor=None,
+) -> CleanReport | None:
+    """Normalize ``source`` (a file, folder or corpus, or a list of them; any BELLE schema),
+    drop what the ``rules`` reject, write the rest in input order.
 
-    Streams record by record. ``output`` (``.jsonl`` or ``.parquet``) and ``report_path``
-    (JSON) are written atomically. Bad records are dropped and counted as ``malformed``.
+    Runs as a datatrove pipeline (``executor``: an :class:`~belle_hf.data.pipeline.ExecutorConfig`),
+    each task streaming its share of the input. ``output`` (``.jsonl`` or ``.parquet``) and
+    ``report_path`` (JSON) are written atomically. Bad records are dropped and counted as
+    ``malformed``. Returns ``None`` when the stages were submitted to Slurm.
     """
-    selected = select_rules(rules)
-    report = CleanReport(source=str(source), output=str(output), rules=list(selected))
+    from belle_hf.data.pipeline.inputs import expand_sources
+    from belle_hf.data.pipeline.run import Stage, run_pipeline
+    from belle_hf.data.pipeline.steps import ReadRecords, RunOnce
 
-    def on_bad_record(error: DataFormatError) -> None:
-        report.rows_in += 1
-        # The normalizers reject an empty instruction or answer; that is what empty_message drops.
-        empty = error.reason == "empty" and "empty_message" in selected
-        report.drop("empty_message" if empty else MALFORMED, str(error))
+    selected = list(select_rules(rules))
+    sources = expand_sources(source if isinstance(source, (list, tuple)) else [source])
+    label = ", ".join(str(s) for s in (source if isinstance(source, (list, tuple)) else [source]))
 
-    with RecordWriter(output) as writer:
-        for location, record in iter_normalized(source, schema=schema, on_bad_record=on_bad_record):
-            report.rows_in += 1
-            failed = first_failed_rule(record["messages"], selected)
-            if failed is None:
-                writer.write(record)
-            else:
-                report.drop(failed, location)
-        report.rows_kept = writer.count
-    if report_path is not None:
-        atomic_write_text(Path(report_path), dump_json(report.to_dict()))
-    return report
+    def build(work, plan, tasks):
+        finish = RunOnce(_finish_clean, work_path=str(work.path), source=label, output=str(output), rules=selected,
+                         report_path=None if report_path is None else str(report_path))
+        return clean_stages(ReadRecords(plan, schema=schema, keep_bad=True), selected, work) + [
+            Stage("finish", [finish])]
+
+    result = run_pipeline("clean", sources, output, {"rules": selected, "schema": schema}, build, executor)
+    return None if result is None else CleanReport(**result)

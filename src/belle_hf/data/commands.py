@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,6 +11,47 @@ data_app = typer.Typer(help="Load, convert, clean, deduplicate, inspect and publ
                        no_args_is_help=True)
 
 SCHEMA_HELP = "auto|alpaca|belle-multiturn|generated-chat|conversations|messages"
+
+# The options every pipeline command (clean, dedup, stats, mix) shares: where its stages run.
+Executor = Annotated[Optional[str], typer.Option(
+    "--executor", help="local (default: processes on this machine), slurm or ray (datatrove executors).")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Tasks run at once (local; default: all cores).")]
+Tasks = Annotated[Optional[int], typer.Option(
+    "--tasks", help="Shards the input is cut into (default: one per 64 MiB); the result does not depend on it.")]
+WorkDir = Annotated[Optional[Path], typer.Option(
+    "--work-dir", help="Temporary files, kept for a resume after a kill (default: .OUTPUT.belle-work beside the "
+    "output; on a cluster a shared folder).")]
+ClusterConfig = Annotated[Optional[Path], typer.Option(
+    "--cluster-config", help="YAML with executor, workers, tasks, work_dir and cluster: the Slurm or Ray options "
+    "(partition, time, cpus_per_task, mem_per_cpu_gb, env_command, ...).")]
+
+
+# The near-duplicate test, shared by dedup and mix.
+Threshold = Annotated[float, typer.Option("--threshold", help="Jaccard similarity above which rows are near "
+                                          "duplicates.")]
+Ngram = Annotated[int, typer.Option("--ngram", help="Character n-gram length for MinHash.")]
+NumPerm = Annotated[int, typer.Option("--num-perm", help="MinHash permutations.")]
+ExactOnly = Annotated[bool, typer.Option("--exact-only", help="Remove exact duplicates only.")]
+
+
+def _dedup_config(threshold: float, ngram: int, num_perm: int, exact_only: bool):
+    from belle_hf.data.dedup import DedupConfig
+
+    return DedupConfig(threshold=threshold, ngram=ngram, num_perm=num_perm, near=not exact_only)
+
+
+def _executor(executor, workers, tasks, work_dir, cluster_config):
+    from belle_hf.data.pipeline import ExecutorConfig
+
+    return ExecutorConfig.from_file(cluster_config, executor=executor, workers=workers, tasks=tasks,
+                                    work_dir=None if work_dir is None else str(work_dir))
+
+
+def _echo(result) -> None:
+    if result is None:
+        typer.echo("submitted; the output appears when the last job ends")
+    else:
+        typer.echo(result.summary())
 
 
 @data_app.command("convert")
@@ -25,11 +66,13 @@ def convert(
     from belle_hf.data.convert import convert_file
     from belle_hf.data.schemas import SCHEMAS
     from belle_hf.errors import BelleError
+    from belle_hf.io import check_output_is_not_input
 
     if schema != "auto" and schema not in SCHEMAS:
         raise BelleError(f"--schema must be one of {SCHEMA_HELP}, not {schema!r}")
     if on_error not in ("raise", "skip"):
         raise BelleError(f"--on-error must be raise or skip, not {on_error!r}")
+    check_output_is_not_input(output, [src])
     report = convert_file(src, output, schema=schema, on_error=on_error)
     typer.echo(report.summary())
     if report.skipped:
@@ -67,6 +110,15 @@ def head(
         typer.echo(json.dumps(record, ensure_ascii=False))
 
 
+def _check_outputs(src: Path, output: Path, report: Optional[Path]) -> None:
+    """Neither output may overwrite the input (or the report the records)."""
+    from belle_hf.io import check_output_is_not_input
+
+    check_output_is_not_input(output, [src])
+    if report is not None:
+        check_output_is_not_input(report, [src, output])
+
+
 @data_app.command("clean")
 def clean(
     src: Optional[Path] = typer.Argument(None, help="Record file in any BELLE schema (JSON Lines, JSON array or "
@@ -78,6 +130,11 @@ def clean(
                                         "see --list-rules)."),
     schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
     list_rules: bool = typer.Option(False, "--list-rules", help="Print the rules and exit."),
+    executor: Executor = None,
+    workers: Workers = None,
+    tasks: Tasks = None,
+    work_dir: WorkDir = None,
+    cluster_config: ClusterConfig = None,
 ) -> None:
     """Drop rows BELLE's cleaning rules reject (GPT mentions, English answers, empty/truncated, image/link tasks)."""
     from belle_hf.data.clean import clean_file, describe_rules
@@ -89,28 +146,35 @@ def clean(
         return
     if src is None or output is None:
         raise BelleError("belle data clean needs SRC and -o OUT (or --list-rules)")
+    _check_outputs(src, output, report)
     selected = None if rules is None else [name for name in rules.split(",") if name.strip()]
-    result = clean_file(src, output, rules=selected, schema=schema, report_path=report)
-    typer.echo(result.summary())
+    _echo(clean_file(src, output, rules=selected, schema=schema, report_path=report,
+                     executor=_executor(executor, workers, tasks, work_dir, cluster_config)))
 
 
 @data_app.command("dedup")
 def dedup(
     src: Path = typer.Argument(..., help="Record file in any BELLE schema."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .jsonl (or .parquet) without duplicates."),
-    threshold: float = typer.Option(0.8, "--threshold", help="Jaccard similarity above which rows are near duplicates."),
-    ngram: int = typer.Option(5, "--ngram", help="Character n-gram length for MinHash."),
-    num_perm: int = typer.Option(128, "--num-perm", help="MinHash permutations."),
-    exact_only: bool = typer.Option(False, "--exact-only", help="Remove exact duplicates only."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the dedup report (JSON) here."),
+    threshold: Threshold = 0.8,
+    ngram: Ngram = 5,
+    num_perm: NumPerm = 128,
+    exact_only: ExactOnly = False,
     schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the dedup report (JSON) here."),
+    executor: Executor = None,
+    workers: Workers = None,
+    tasks: Tasks = None,
+    work_dir: WorkDir = None,
+    cluster_config: ClusterConfig = None,
 ) -> None:
     """Remove exact duplicates, then near duplicates (MinHash-LSH on character n-grams); keep the first."""
-    from belle_hf.data.dedup import DedupConfig, dedup_file
+    from belle_hf.data.dedup import dedup_file
 
-    config = DedupConfig(threshold=threshold, ngram=ngram, num_perm=num_perm, near=not exact_only)
-    result = dedup_file(src, output, config=config, schema=schema, report_path=report)
-    typer.echo(result.summary())
+    _check_outputs(src, output, report)
+    config = _dedup_config(threshold, ngram, num_perm, exact_only)
+    _echo(dedup_file(src, output, config=config, schema=schema, report_path=report,
+                     executor=_executor(executor, workers, tasks, work_dir, cluster_config)))
 
 
 @data_app.command("stats")
@@ -121,12 +185,21 @@ def stats(
     schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N rows."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    executor: Executor = None,
+    workers: Workers = None,
+    tasks: Tasks = None,
+    work_dir: WorkDir = None,
+    cluster_config: ClusterConfig = None,
 ) -> None:
     """Rows, turns (and turns per row), characters and token-length percentiles of a dataset."""
     from belle_hf.data.files import dump_json
     from belle_hf.data.stats import dataset_stats
 
-    result = dataset_stats(src, tokenizer=tokenizer, schema=schema, limit=limit)
+    result = dataset_stats(src, tokenizer=tokenizer, schema=schema, limit=limit,
+                           executor=_executor(executor, workers, tasks, work_dir, cluster_config))
+    if result is None:
+        _echo(result)
+        return
     if as_json:
         typer.echo(dump_json(result.to_dict()), nl=False)
         return
@@ -139,6 +212,33 @@ def stats(
     for name, value in result.table_rows():
         table.add_row(name, value)
     Console().print(table)
+
+
+@data_app.command("mix")
+def mix(
+    srcs: list[str] = typer.Argument(..., help="Record files or folders in any BELLE schema; duplicates keep the "
+                                     "row of the first source that has it."),
+    output: Path = typer.Option(..., "-o", "--output", help="Dataset folder to write: data/train-*.parquet."),
+    rules: Optional[str] = typer.Option(None, "--rules", help="Comma-separated cleaning rules (default: all)."),
+    threshold: Threshold = 0.8,
+    ngram: Ngram = 5,
+    num_perm: NumPerm = 128,
+    exact_only: ExactOnly = False,
+    schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the mix report (JSON) here."),
+    executor: Executor = None,
+    workers: Workers = None,
+    tasks: Tasks = None,
+    work_dir: WorkDir = None,
+    cluster_config: ClusterConfig = None,
+) -> None:
+    """Normalize, clean and deduplicate several corpora together into parquet shards, keeping each row's source."""
+    from belle_hf.data.mix import mix as mix_sources
+
+    config = _dedup_config(threshold, ngram, num_perm, exact_only)
+    selected = None if rules is None else [name for name in rules.split(",") if name.strip()]
+    _echo(mix_sources(srcs, output, rules=selected, config=config, schema=schema, report_path=report,
+                      executor=_executor(executor, workers, tasks, work_dir, cluster_config)))
 
 
 @data_app.command("card")

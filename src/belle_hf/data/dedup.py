@@ -1,21 +1,19 @@
-"""Remove duplicate conversations: exact duplicates first, then near duplicates with MinHash-LSH.
+"""Remove duplicate conversations: exact duplicates and near duplicates (MinHash-LSH), keeping the first.
 
 Generated corpora repeat themselves: the same instruction asked twice, or the same answer with
-a few characters changed. :func:`dedup_file` streams the records once, in batches, and keeps the
-first occurrence of each:
+a few characters changed. :func:`dedup_file` keeps the first occurrence of each:
 
-1. **exact**: a 16-byte BLAKE2 digest of the conversation (roles and contents, whitespace
-   collapsed) is looked up in a set;
-2. **near**: each conversation's character ``ngram`` shingles get a MinHash signature
-   (``datasketch``, computed in batches with :meth:`datasketch.MinHash.bulk`), and a
-   :class:`datasketch.MinHashLSH` index of the kept rows proposes candidates whose estimated
-   Jaccard similarity is at least ``threshold``; a candidate is confirmed against its stored
-   signature before the row is dropped, so LSH's false positives never remove a row.
+* **exact**: two rows with the same roles and contents (whitespace collapsed; a 16-byte BLAKE2
+  digest, :func:`exact_key`);
+* **near**: rows whose character ``ngram`` shingles have an estimated Jaccard similarity of at
+  least ``threshold`` (MinHash signatures, LSH bands to find candidates). Every candidate is
+  confirmed against the stored signatures before a row is dropped, so LSH's false positives
+  never remove a row, and a row is dropped only for matching an earlier row that is kept.
 
-Memory grows with the number of *kept* rows only: about ``4 * num_perm`` bytes of signature plus
-the LSH index (band keys compressed to 8 bytes each) per row, so a few million rows fit in a
-few GB. The LSH index can live in Redis instead of memory through datasketch's
-``storage_config`` for larger corpora.
+It runs as datatrove pipeline stages (see :mod:`belle_hf.data.pipeline.minhash`) on a local
+process pool, Slurm or Ray: signatures, buckets and candidate pairs live on disk in a work
+folder, so memory stays flat whatever the row count, and a rerun after a kill continues from
+the finished tasks.
 
 >>> from belle_hf.data.dedup import dedup_file
 >>> report = dedup_file("train.jsonl", "train.dedup.jsonl", threshold=0.8)
@@ -27,16 +25,12 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
-import numpy as np
 import orjson
-import xxhash
 
-from belle_hf.data.files import RecordWriter, dump_json
-from belle_hf.data.stream import iter_normalized
+from belle_hf.data.files import dump_json
 from belle_hf.errors import BelleError
 from belle_hf.io import atomic_write_text
 
@@ -50,13 +44,10 @@ class DedupConfig:
     ngram: int = 5
     """Length of the character shingles (Chinese has no spaces, so characters, not words)."""
     num_perm: int = 128
-    """MinHash permutations: more is more precise, slower and bigger."""
+    """MinHash hash functions: more is more precise, slower and bigger. They are cut into LSH
+    bands of rows (datasketch's optimum for ``threshold``), which may leave a few unused."""
     near: bool = True
     """Also remove near duplicates (``False``: exact duplicates only)."""
-    batch_size: int = 2000
-    """Rows hashed together."""
-    storage_config: dict | None = None
-    """datasketch ``MinHashLSH`` storage (``None``: in memory; ``{"type": "redis", ...}`` for huge sets)."""
 
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:
@@ -65,6 +56,18 @@ class DedupConfig:
             raise BelleError(f"ngram must be at least 1, not {self.ngram}")
         if self.num_perm < 16:
             raise BelleError(f"num_perm must be at least 16, not {self.num_perm}")
+
+    def lsh_bands(self) -> tuple[int, int]:
+        """``(bands, rows per band)``: datasketch's optimum for ``threshold``; one band of the four
+        32-bit words of the exact digest when ``near`` is off."""
+        if not self.near:
+            return 1, 4
+        from datasketch.lsh import _optimal_param
+
+        # Every candidate is confirmed against its signature, so a false positive costs one
+        # comparison and a false negative a missed duplicate: weight recall (at 0.8 and 128
+        # hashes: 14 bands of 9, datatrove's own default layout).
+        return _optimal_param(self.threshold, self.num_perm, 0.1, 0.9)
 
 
 @dataclass
@@ -112,122 +115,112 @@ def exact_key(messages: Iterable[dict]) -> bytes:
 
 
 def shingles(text: str, ngram: int) -> set[str]:
-    """The set of character ``ngram``-grams of ``text`` (the whole text when shorter)."""
+    """The set of character ``ngram``-grams of ``text`` (the whole text when shorter): what the
+    MinHash signatures estimate the Jaccard similarity of (they hash these n-grams)."""
     if len(text) <= ngram:
         return {text}
     return {text[i : i + ngram] for i in range(len(text) - ngram + 1)}
 
 
-def _shingle_hash(shingle: str) -> int:
-    # datasketch hashes every shingle with SHA-1 by default; xxhash is ~5x faster and as good here.
-    return xxhash.xxh32_intdigest(shingle.encode("utf-8"))
+def dedup_stages(reader, tasks: int, config: DedupConfig, work, out_suffix: str = ".jsonl") -> list:
+    """The datatrove stages that deduplicate what ``reader`` yields, leaving shards in ``work/out``."""
+    from copy import deepcopy
+
+    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupFilter
+
+    from belle_hf.data.pipeline.minhash import (CharNgramSignatures, ConfirmCandidates, KeepFirstOccurrence,
+                                                minhash_config)
+    from belle_hf.data.pipeline.run import Stage
+    from belle_hf.data.pipeline.steps import WriteShards
+
+    bands, rows = config.lsh_bands()
+    minhash = minhash_config(bands, rows)
+    signatures, rows_folder = work.sub("signatures"), work.sub("rows")
+    return [
+        Stage("signatures", [reader, CharNgramSignatures(signatures, rows_folder, minhash, config.ngram,
+                                                         exact_only=not config.near)], tasks),
+        # The later stages are cheap per task: no wider than the first, so a one-task input runs in-process.
+        Stage("buckets", [MinhashDedupBuckets(signatures, work.sub("buckets"), config=minhash)], bands,
+              max_workers=tasks),
+        Stage("confirm", [ConfirmCandidates(work.sub("buckets"), rows_folder, work.sub("edges"), config.threshold,
+                                            bands * rows, exact_only=not config.near)], bands, max_workers=tasks),
+        Stage("keep-first", [KeepFirstOccurrence(rows_folder, work.sub("edges"), work.sub("remove"),
+                                                 str(work.path / "dedup_result.json"))], 1),
+        Stage("filter", [deepcopy(reader), MinhashDedupFilter(work.sub("remove")),
+                         WriteShards(work.sub("out"), out_suffix)], tasks),
+    ]
 
 
-def _band_key(band: bytes) -> bytes:
-    # Compresses each LSH band key to 8 bytes (datasketch's ``hashfunc``), which keeps the index small.
-    return xxhash.xxh64_digest(band)
+def dedup_report(work_path: str, source: str, output: str, config: dict) -> DedupReport:
+    """The :class:`DedupReport` of a finished dedup stage, example rows located (``file:line``)."""
+    from belle_hf.data.pipeline.steps import read_json
+
+    work = Path(work_path)
+    result = read_json(work / "dedup_result.json")
+    report = DedupReport(source=source, output=output, config=config, rows_in=result["rows"],
+                         rows_kept=result["rows"] - result["exact"] - result["near"],
+                         exact_duplicates=result["exact"], near_duplicates=result["near"])
+    for example in result["examples"]:
+        report.add_example(example["kind"], _location(work / "rows", *example["duplicate"]),
+                           _location(work / "rows", *example["kept"]), example["similarity"])
+    return report
 
 
-class _Signatures:
-    """MinHash signatures of the kept rows in a growing uint32 matrix, for confirming candidates.
+def _location(rows_folder: Path, task: int, index: int) -> str:
+    from itertools import islice
 
-    Hand-written because datasketch's LSH stores band keys, not signatures, and a list of
-    ``MinHash`` objects costs several times more memory.
-    """
-
-    BLOCK_ROWS = 65_536
-
-    def __init__(self, num_perm: int):
-        self.num_perm = num_perm
-        self.blocks: list[np.ndarray] = []
-        self.count = 0
-
-    def append(self, signature: np.ndarray) -> int:
-        row = self.count % self.BLOCK_ROWS
-        if row == 0:
-            self.blocks.append(np.empty((self.BLOCK_ROWS, self.num_perm), dtype=np.uint32))
-        self.blocks[-1][row] = signature
-        self.count += 1
-        return self.count - 1
-
-    def similarity(self, index: int, signature: np.ndarray) -> float:
-        stored = self.blocks[index // self.BLOCK_ROWS][index % self.BLOCK_ROWS]
-        return float(np.count_nonzero(stored == signature)) / self.num_perm
+    with open(rows_folder / f"{task:05d}.loc", "rb") as handle:
+        line = next(islice(handle, index, None), b"")
+    return line.decode().rstrip("\n")
 
 
-def _batches(iterator: Iterator, size: int) -> Iterator[list]:
-    while batch := list(islice(iterator, size)):
-        yield batch
+def _finish_dedup(work_path: str, source: str, output: str, config: dict, report_path: str | None) -> None:
+    from belle_hf.data.pipeline.run import RESULT
+    from belle_hf.data.pipeline.steps import merge_shards, write_json
+
+    report = dedup_report(work_path, source, output, config)
+    merge_shards(Path(work_path) / "out", output)
+    if report_path is not None:
+        atomic_write_text(Path(report_path), dump_json(report.to_dict()))
+    write_json(Path(work_path) / RESULT, report.to_dict())
 
 
 def dedup_file(
-    source: str | os.PathLike,
+    source: str | os.PathLike | list[str | os.PathLike],
     output: str | os.PathLike,
     config: DedupConfig | None = None,
     schema: str = "auto",
     report_path: str | os.PathLike | None = None,
+    executor=None,
     **config_kwargs,
-) -> DedupReport:
-    """Write the rows of ``source`` (any BELLE schema, normalized) to ``output`` without duplicates.
+) -> DedupReport | None:
+    """Write the rows of ``source`` (a file, folder, corpus, or a list of them; any BELLE schema,
+    normalized) to ``output`` without duplicates.
 
-    The first occurrence of each duplicate group is kept, in input order. ``config`` (or its
-    fields as keyword arguments: ``threshold``, ``ngram``, ``num_perm``, ``near``) sets the
-    near-duplicate test. ``output`` and ``report_path`` are written atomically. A malformed
-    record raises :class:`~belle_hf.errors.DataFormatError` naming its file and line.
+    The first occurrence of each duplicate group is kept, in input order, across files.
+    ``config`` (or its fields as keyword arguments: ``threshold``, ``ngram``, ``num_perm``,
+    ``near``) sets the near-duplicate test; ``executor`` (an
+    :class:`~belle_hf.data.pipeline.ExecutorConfig`) where and how wide the stages run.
+    ``output`` and ``report_path`` are written atomically. A malformed record raises
+    :class:`~belle_hf.errors.DataFormatError` naming its file and line. Returns ``None`` when
+    the stages were submitted to Slurm (the output appears when the last job ends).
     """
-    from datasketch import MinHash, MinHashLSH
+    from belle_hf.data.pipeline.inputs import expand_sources
+    from belle_hf.data.pipeline.run import Stage, run_pipeline
+    from belle_hf.data.pipeline.steps import ReadRecords, RunOnce
 
     config = config or DedupConfig(**config_kwargs)
-    report = DedupReport(source=str(source), output=str(output), config=asdict(config))
-    seen_exact: dict[bytes, str] = {}  # digest -> location of the row it is kept as
-    kept_locations: list[str] = []
-    signatures = _Signatures(config.num_perm)
-    lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm, hashfunc=_band_key,
-                     storage_config=config.storage_config) if config.near else None
+    sources = expand_sources(source if isinstance(source, (list, tuple)) else [source])
+    label = ", ".join(str(s) for s in (source if isinstance(source, (list, tuple)) else [source]))
+    settings = {"config": asdict(config), "schema": schema}
 
-    with RecordWriter(output) as writer:
-        records = iter_normalized(source, schema=schema)
-        for batch in _batches(records, config.batch_size):
-            report.rows_in += len(batch)
-            unique = []
-            for location, record in batch:
-                key = exact_key(record["messages"])
-                original = seen_exact.get(key)
-                if original is not None:
-                    report.exact_duplicates += 1
-                    report.add_example("exact", location, original, 1.0)
-                    continue
-                seen_exact[key] = location
-                unique.append((key, location, record))
-            if lsh is not None:
-                texts = (shingles(conversation_text(r["messages"]), config.ngram) for _, _, r in unique)
-                minhashes = MinHash.generator(texts, num_perm=config.num_perm, hashfunc=_shingle_hash)
-            else:
-                minhashes = iter([None] * len(unique))
-            for (key, location, record), minhash in zip(unique, minhashes):
-                if minhash is not None:
-                    match = _best_match(lsh, signatures, minhash, config.threshold)
-                    if match is not None:
-                        index, similarity = match
-                        report.near_duplicates += 1
-                        report.add_example("near", location, kept_locations[index], similarity)
-                        seen_exact[key] = kept_locations[index]
-                        continue
-                    index = signatures.append(minhash.hashvalues)
-                    lsh.insert(index, minhash, check_duplication=False)
-                kept_locations.append(location)
-                writer.write(record)
-        report.rows_kept = writer.count
-    if report_path is not None:
-        atomic_write_text(Path(report_path), dump_json(report.to_dict()))
-    return report
+    def build(work, plan, tasks):
+        finish = RunOnce(_finish_dedup, work_path=str(work.path), source=label, output=str(output),
+                         config=asdict(config), report_path=None if report_path is None else str(report_path))
+        return dedup_stages(ReadRecords(plan, schema=schema), tasks, config, work) + [Stage("finish", [finish])]
 
-
-def _best_match(lsh, signatures: _Signatures, minhash, threshold: float) -> tuple[int, float] | None:
-    """The most similar kept row among the LSH candidates, if its similarity reaches ``threshold``."""
-    best = None
-    for index in lsh.query(minhash):
-        similarity = signatures.similarity(index, minhash.hashvalues)
-        if similarity >= threshold and (best is None or similarity > best[1]):
-            best = (index, similarity)
-    return best
+    result = run_pipeline("dedup", sources, output, settings, build, executor)
+    if result is None:
+        return None
+    result["examples"] = result.get("examples", [])
+    return DedupReport(**result)

@@ -32,20 +32,32 @@ def _first_non_space_byte(path: Path) -> bytes:
     return b""
 
 
+def is_json_lines(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is read as JSON Lines (not parquet, not a JSON array), so it can be split by bytes."""
+    path = Path(path)
+    return path.suffix != ".parquet" and _first_non_space_byte(path) != b"["
+
+
 def iter_records(
-    path: str | os.PathLike, on_invalid_json: Callable[[DataFormatError], None] | None = None
+    path: str | os.PathLike,
+    on_invalid_json: Callable[[DataFormatError], None] | None = None,
+    byte_range: tuple[int, int, int] | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """Yield ``(location, record)`` for every record of a JSONL, JSON-array or parquet file.
 
     ``location`` is ``file:line`` for JSON Lines (1-based), ``file[index]`` for JSON arrays
     and parquet. A JSON Lines line that is not valid JSON raises :class:`DataFormatError` at
     its line, or, when ``on_invalid_json`` is given, is passed to it and skipped. Blank lines
-    are skipped.
+    are skipped. ``byte_range`` ``(start, end, first_line)`` reads only the JSON Lines lines that
+    start in ``[start, end)`` (``start`` on a line start, numbered from ``first_line``), which is
+    how a pipeline task reads its share of one big file.
     """
     path = Path(path)
     if not path.is_file():
         raise BelleError(f"{path}: no such file")
-    if path.suffix == ".parquet":
+    if byte_range is not None:
+        yield from _iter_json_lines(path, on_invalid_json, *byte_range)
+    elif path.suffix == ".parquet":
         yield from _iter_parquet(path)
     elif _first_non_space_byte(path) == b"[":
         yield from _iter_json_array(path)
@@ -53,10 +65,16 @@ def iter_records(
         yield from _iter_json_lines(path, on_invalid_json)
 
 
-def _iter_json_lines(path: Path, on_invalid_json) -> Iterator[tuple[str, Any]]:
+def _iter_json_lines(path: Path, on_invalid_json, start: int = 0, end: int | None = None,
+                     first_line: int = 1) -> Iterator[tuple[str, Any]]:
     prefix = f"{path}:"  # formatted once: this loop runs for every line of multi-million-line files
+    position = start
     with open(path, "rb", buffering=1 << 20) as handle:
-        for line_no, line in enumerate(handle, start=1):
+        handle.seek(start)
+        for line_no, line in enumerate(handle, start=first_line):
+            if end is not None and position >= end:
+                break
+            position += len(line)
             if not line.strip():
                 continue
             if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from belle_hf.data.stream import iter_normalized
+from belle_hf.errors import BelleError
 
 PERCENTILES = (50, 90, 99)
 
@@ -56,7 +56,8 @@ class DatasetStats:
         return rows
 
 
-def _load_tokenizer(tokenizer):
+def load_tokenizer(tokenizer):
+    """A tokenizer object from a path or Hub id (objects and ``None`` pass through)."""
     if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)):
         return tokenizer
     from transformers import AutoTokenizer
@@ -64,52 +65,75 @@ def _load_tokenizer(tokenizer):
     return AutoTokenizer.from_pretrained(str(tokenizer))
 
 
-def _texts_for_tokenizer(tokenizer, batch: list[list[dict]]) -> list[str]:
+def texts_for_tokenizer(tokenizer, batch: list[list[dict]]) -> list[str]:
+    """The texts a trainer sees: the chat template applied when the tokenizer has one."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(batch, tokenize=False)
     return ["\n".join(m["content"] for m in messages) for messages in batch]
 
 
 def dataset_stats(
-    source: str | os.PathLike,
-    tokenizer=None,
+    source: str | os.PathLike | list[str | os.PathLike],
+    tokenizer: str | os.PathLike | None = None,
     schema: str = "auto",
     batch_size: int = 1000,
     limit: int | None = None,
-) -> DatasetStats:
+    executor=None,
+) -> DatasetStats | None:
     """Count rows, turns and characters of ``source`` (any BELLE schema, streamed) and, when a
-    ``tokenizer`` (a path, a Hub id or a tokenizer object) is given, token-length percentiles.
+    ``tokenizer`` (a path or a Hub id) is given, token-length percentiles.
 
-    Token lengths are those of each conversation rendered with the tokenizer's chat template,
-    as a trainer sees it; tokenization runs in batches of ``batch_size`` with the fast
-    tokenizer. ``limit`` stops after that many rows.
+    Runs as a datatrove pipeline (``executor``: an :class:`~belle_hf.data.pipeline.ExecutorConfig`);
+    each task counts its share and the last stage adds them up, percentiles over every row's
+    length. Token lengths are those of each conversation rendered with the tokenizer's chat
+    template, as a trainer sees it; tokenization runs in batches of ``batch_size`` with the fast
+    tokenizer. ``limit`` stops after that many rows (in one task). Returns ``None`` when the
+    stages were submitted to Slurm.
     """
-    tok = _load_tokenizer(tokenizer)
-    stats = DatasetStats(source=str(source), tokenizer=None if tokenizer is None else str(
-        tokenizer if isinstance(tokenizer, (str, os.PathLike)) else getattr(tokenizer, "name_or_path", tokenizer)))
-    turns = Counter()
-    by_role = Counter()
-    lengths: list[np.ndarray] = []
-    records = iter_normalized(source, schema=schema)
-    if limit is not None:
-        records = islice(records, limit)
-    while batch := [record["messages"] for _, record in islice(records, batch_size)]:
-        for messages in batch:
-            turns[len(messages)] += 1
-            for message in messages:
-                by_role[message["role"]] += len(message["content"])
-        if tok is not None:
-            encoded = tok(_texts_for_tokenizer(tok, batch), add_special_tokens=False)["input_ids"]
-            lengths.append(np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded)))
+    from belle_hf.data.pipeline.inputs import expand_sources
+    from belle_hf.data.pipeline.run import Stage, run_pipeline
+    from belle_hf.data.pipeline.steps import CollectStats, ReadRecords, RunOnce
+
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        raise BelleError("tokenizer must be a model folder or a Hub id, so that every task can load it")
+    sources = expand_sources(source if isinstance(source, (list, tuple)) else [source])
+    label = ", ".join(str(s) for s in (source if isinstance(source, (list, tuple)) else [source]))
+    tokenizer = None if tokenizer is None else str(tokenizer)
+
+    def build(work, plan, tasks):
+        collect = CollectStats(work.sub("stats"), tokenizer=tokenizer, batch_size=batch_size)
+        finish = RunOnce(_finish_stats, work_path=str(work.path), source=label, tokenizer=tokenizer)
+        return [Stage("stats", [ReadRecords(plan, schema=schema, limit=limit), collect], tasks),
+                Stage("finish", [finish])]
+
+    settings = {"tokenizer": tokenizer, "schema": schema, "limit": limit}
+    result = run_pipeline("stats", sources, None, settings, build, executor, tasks=1 if limit is not None else None)
+    if result is None:
+        return None
+    result["turns_per_row"] = {int(k): v for k, v in result["turns_per_row"].items()}
+    return DatasetStats(**result)
+
+
+def _finish_stats(work_path: str, source: str, tokenizer: str | None) -> None:
+    from belle_hf.data.pipeline.run import RESULT
+    from belle_hf.data.pipeline.steps import read_json, write_json
+
+    folder = Path(work_path) / "stats"
+    turns, by_role = Counter(), Counter()
+    for path in sorted(folder.glob("*.json")):
+        part = read_json(path)
+        turns.update({int(k): v for k, v in part["turns"].items()})
+        by_role.update(part["by_role"])
+    stats = DatasetStats(source=source, tokenizer=tokenizer)
     stats.rows = sum(turns.values())
     stats.turns = sum(k * v for k, v in turns.items())
     stats.turns_per_row = dict(sorted(turns.items()))
     stats.characters = sum(by_role.values())
     stats.characters_by_role = {role: by_role[role] for role in ("system", "user", "assistant") if role in by_role}
-    if tok is not None:
-        all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
-        stats.tokens = token_summary(all_lengths)
-    return stats
+    if tokenizer is not None:
+        parts = [np.load(path) for path in sorted(folder.glob("*.npy"))]
+        stats.tokens = token_summary(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+    write_json(Path(work_path) / RESULT, stats.to_dict())
 
 
 def token_summary(lengths: np.ndarray) -> dict[str, float]:

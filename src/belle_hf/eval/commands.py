@@ -7,24 +7,13 @@ from typing import List, Optional
 
 import typer
 
+from belle_hf.llm.options import ENDPOINT_OPTIONS, endpoint_options
+
 eval_app = typer.Typer(help="Judge answers with GPT-4 (or any OpenAI-compatible model) on BELLE's eval set, "
                        "generate answers, write reports, serve the scoring page.", no_args_is_help=True)
 
 PROMPTS_HELP = ("Judge prompts, one per class: BELLE's eval/eval_prompt.json "
                 "(https://github.com/LianjiaTech/BELLE/tree/main/eval), JSON Lines of class, prompt.")
-API_KEY_HELP = "The endpoint's key (prefer --api-key-env: a key on the command line lands in shell history)."
-API_KEY_ENV_HELP = "Environment variable holding the key."
-
-
-def _endpoint(base_url, model, api_key, api_key_env, concurrency, max_retries, timeout, max_tokens=None,
-              temperature=0.0, seed=42):
-    from belle_hf.llm import EndpointConfig
-    from belle_hf.llm.client import require_endpoint
-
-    require_endpoint(base_url, model)
-    return EndpointConfig(base_url=base_url, model=model, api_key=api_key, api_key_env=api_key_env,
-                          temperature=temperature, seed=seed, max_tokens=max_tokens, timeout=timeout,
-                          max_retries=max_retries, concurrency=concurrency)
 
 
 def _fmt(value) -> str:
@@ -32,26 +21,26 @@ def _fmt(value) -> str:
 
 
 @eval_app.command("judge")
+@endpoint_options()
 def judge(
     answers: Path = typer.Option(..., "--answers", help="JSON Lines: question, class, std_answer, answer."),
     prompts: Path = typer.Option(..., "--prompts", help=PROMPTS_HELP),
-    base_url: str = typer.Option(..., "--base-url", help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1."),
-    model: str = typer.Option(..., "--model", help="Judge model name, e.g. gpt-4."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", help=API_KEY_HELP),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=API_KEY_ENV_HELP),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight at once."),
+    endpoint=None,
     cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache folder (default: OUTPUT.cache/)."),
     output: Path = typer.Option(..., "-o", "--output", help="Judged JSON Lines: the answers plus score, judge_output."),
     summary: Path = typer.Option(..., "--summary", help="Summary JSON: overall, per_class, score_wo_others, usage."),
-    max_retries: int = typer.Option(5, "--max-retries", min=0, help="Retries on 429/5xx/timeouts, with backoff."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per attempt."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Cap on the judge's reply length."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Cap on the judge's reply length."),
+    max_failed: float = typer.Option(1.0, "--max-failed", min=0.0, max=1.0,
+                                     help="Fraction of answers that may go unscored (failed request or unreadable "
+                                     "reply) before the run is an error; a run that scored nothing always is."),
 ) -> None:
-    """Score every answer with its class prompt; resumable, cached, concurrent."""
+    """Score every answer with its class prompt; resumable, cached, concurrent. Ctrl-C stops sending at once."""
+    import dataclasses
+
     from belle_hf.eval.judge import judge_file
 
-    endpoint = _endpoint(base_url, model, api_key, api_key_env, concurrency, max_retries, timeout, max_tokens)
-    result = judge_file(answers, prompts, endpoint, output, summary, cache_dir=cache)
+    endpoint = dataclasses.replace(endpoint, max_tokens=max_tokens)
+    result = judge_file(answers, prompts, endpoint, output, summary, cache_dir=cache, max_failed=max_failed)
     usage = result["usage"]
     typer.echo(f"judged {result['n']} answers: {result['n_scored']} scored, {result['n_failed']} failed; "
                f"overall {_fmt(result['overall'])}, score_wo_others {_fmt(result['score_wo_others'])}")
@@ -62,33 +51,30 @@ def judge(
 
 
 @eval_app.command("generate")
+@endpoint_options(tuple(f for f in ENDPOINT_OPTIONS if f != "model"), shared=("model",), optional=True)
 def generate(
     model: str = typer.Option(..., "--model", help="Local model folder or Hub id; with --base-url, the served model name."),
     eval_set: Path = typer.Option(..., "--eval-set", help="BELLE's eval_set.json (JSON Lines: question, class, std_answer)."),
     output: Path = typer.Option(..., "-o", "--output", help="Answers JSON Lines: the eval rows plus answer."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="A peft (LoRA) adapter folder to apply."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="Ask this OpenAI-compatible server instead."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", help=API_KEY_HELP),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=API_KEY_ENV_HELP),
+    endpoint=None,
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Questions per generation batch (local model)."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight (--base-url)."),
-    max_retries: int = typer.Option(5, "--max-retries", min=0, help="Retries on 429/5xx/timeouts (--base-url)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Answer only the first N questions."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
     belle_format: bool = typer.Option(False, "--belle-format", help="Prompt with BELLE's 'Human: ... Assistant: ' "
                                       "format even when the tokenizer has its own chat template."),
 ) -> None:
-    """Answer the eval set with a local model (batched) or an OpenAI-compatible server; resumable."""
+    """Answer the eval set with a local model (batched) or, with --base-url, an OpenAI-compatible server; resumable."""
+    import dataclasses
+
     from belle_hf.eval.generate import GenerationSettings, generate_answers
 
     settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
                                   device=device, belle_format=belle_format, limit=limit)
-    endpoint = None
-    if base_url:
-        endpoint = _endpoint(base_url, model, api_key, api_key_env, concurrency, max_retries, 600.0, max_new_tokens,
-                             temperature=temperature)
+    if endpoint is not None:
+        endpoint = dataclasses.replace(endpoint, max_tokens=max_new_tokens, temperature=temperature)
     report = generate_answers(eval_set, output, model=model, adapter=adapter, endpoint=endpoint, settings=settings)
     typer.echo(report)
 
@@ -110,13 +96,11 @@ def report(
 
 
 @eval_app.command("serve-page")
+@endpoint_options()
 def serve_page(
     prompts: Path = typer.Option(..., "--prompts", help=PROMPTS_HELP),
     eval_set: Path = typer.Option(..., "--eval-set", help="BELLE's eval_set.json."),
-    base_url: str = typer.Option(..., "--base-url", help="OpenAI-compatible endpoint of the judge."),
-    model: str = typer.Option(..., "--model", help="Judge model name, e.g. gpt-4."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", help=API_KEY_HELP),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=API_KEY_ENV_HELP),
+    endpoint=None,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (keep 127.0.0.1 unless you mean it)."),
     port: int = typer.Option(8765, "--port", help="Port; 0 picks a free one."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache folder (default: none)."),
@@ -124,7 +108,6 @@ def serve_page(
     """Serve the scoring page: pick a question, paste an answer, get the judge's score and reason."""
     from belle_hf.eval.page import ScoringPage
 
-    endpoint = _endpoint(base_url, model, api_key, api_key_env, 4, 3, 120.0)
     page = ScoringPage.from_files(prompts, eval_set, endpoint, cache_dir=cache)
     page.serve(host=host, port=port, announce=typer.echo)
 

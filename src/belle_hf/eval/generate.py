@@ -20,6 +20,8 @@ from belle_hf.errors import BelleError
 from belle_hf.eval.eval_set import EvalQuestion, load_eval_set
 from belle_hf.eval.resumable import ResumableJsonl, row_key
 from belle_hf.hub.lineage import attach_evaluation
+from belle_hf.interrupts import resume_hint
+from belle_hf.io import check_output_is_not_input
 from belle_hf.models import resolve_adapter
 from belle_hf.redact import redact_url
 from belle_hf.templates import render_belle_prompt
@@ -126,6 +128,7 @@ def generate_answers(
     """
     settings = settings or GenerationSettings()
     output = Path(output)
+    check_output_is_not_input(output, [eval_set, adapter])
     questions = load_eval_set(eval_set)
     if settings.limit is not None:
         questions = questions[: settings.limit]
@@ -145,27 +148,29 @@ def generate_answers(
         store.add(keys[index], answer_row(questions[index], text))
 
     failures = 0
-    if todo and endpoint is not None:
-        from belle_hf.llm import ChatClient
+    with resume_hint(lambda: f"{sum(store.get(key) is not None for key in keys)} of {len(questions)} questions "
+                             f"answered and kept in {store.partial}; rerun the same command to answer the rest"):
+        if todo and endpoint is not None:
+            from belle_hf.llm import ChatClient
 
-        cache = cache_dir if cache_dir is not None else output.with_name(output.name + ".cache")
-        client = ChatClient(endpoint, cache_dir=cache)
+            cache = cache_dir if cache_dir is not None else output.with_name(output.name + ".cache")
+            client = ChatClient(endpoint, cache_dir=cache)
 
-        def on_result(position, result) -> None:
-            nonlocal failures
-            if result.ok:
-                keep(position, result.text.strip())
-            else:
-                failures += 1
-                logger.warning("question %d: %s", todo[position] + 1, result.error)
+            def on_result(position, result) -> None:
+                nonlocal failures
+                if result.ok:
+                    keep(position, result.text.strip())
+                else:
+                    failures += 1
+                    logger.warning("question %d: %s", todo[position] + 1, result.error)
 
-        client.complete_many([[{"role": "user", "content": questions[i].question}] for i in todo],
-                             on_result=on_result, progress="generating")
-    elif todo:
-        if adapter is not None and not Path(adapter).exists():
-            raise BelleError(f"--adapter {adapter}: no such folder")
-        generator = LocalGenerator(model, adapter=adapter, settings=settings)
-        generator.answer_all([questions[i].question for i in todo], keep)
+            client.complete_many([[{"role": "user", "content": questions[i].question}] for i in todo],
+                                 on_result=on_result, progress="generating")
+        elif todo:
+            if adapter is not None and not Path(adapter).exists():
+                raise BelleError(f"{adapter}: no such adapter folder")
+            generator = LocalGenerator(model, adapter=adapter, settings=settings)
+            generator.answer_all([questions[i].question for i in todo], keep)
     if failures:
         raise BelleError(f"{failures} of {len(todo)} questions got no answer from {redact_url(endpoint.base_url)}; "
                          f"{len(todo) - failures} answers are kept in {store.partial}, rerun to retry the rest")

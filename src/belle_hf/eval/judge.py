@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from belle_hf.data.files import iter_records
-from belle_hf.errors import BelleError, DataFormatError
+from belle_hf.errors import BelleError, ConfigError, DataFormatError
 from belle_hf.eval.eval_set import OTHERS_CLASSES, JudgePrompts, _require_text, normalize_class
 from belle_hf.eval.request import build_judge_messages
 from belle_hf.eval.resumable import ResumableJsonl, row_key
 from belle_hf.eval.scores import parse_score
 from belle_hf.hub.lineage import attach_evaluation
-from belle_hf.io import atomic_write_text
+from belle_hf.interrupts import resume_hint
+from belle_hf.io import atomic_write_text, check_output_is_not_input
 from belle_hf.llm import ChatClient, ChatResult, EndpointConfig
 
 logger = logging.getLogger(__name__)
@@ -167,15 +168,27 @@ def judge_file(
     summary: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    max_failed: float = 1.0,
 ) -> dict[str, Any]:
     """Judge an answers file into ``output`` (JSON Lines) and ``summary`` (JSON); returns the summary.
 
     Resumable: judged rows are appended to ``output.partial`` as they arrive and every reply
     is cached (default cache: ``<output>.cache/`` beside the output), so a killed run picks up
     where it stopped and sends no answered request again. ``output`` and ``summary`` are
-    written atomically at the end.
+    written atomically at the end. An interrupt (Ctrl-C, SIGTERM) stops sending at once and
+    keeps every reply received (see :meth:`belle_hf.llm.ChatClient.complete_many`).
+
+    Rows without a score (the request failed after its retries, or the reply had no readable
+    score) are counted and logged. When nothing was scored, or more than ``max_failed`` (a
+    fraction, 0 to 1) of the rows have no score, a :class:`BelleError` is raised after the
+    outputs are written: such a run must not pass for a finished evaluation.
     """
     output = Path(output)
+    if not 0 <= max_failed <= 1:
+        raise ConfigError("max_failed", f"must be a fraction from 0 to 1, not {max_failed}")
+    check_output_is_not_input(output, [answers, None if isinstance(prompts, JudgePrompts) else prompts])
+    if summary is not None:
+        check_output_is_not_input(summary, [answers, output, None if isinstance(prompts, JudgePrompts) else prompts])
     if not isinstance(prompts, JudgePrompts):
         prompts = JudgePrompts.from_file(prompts)
     rows = load_answers(answers)
@@ -191,7 +204,9 @@ def judge_file(
         if result.ok:  # failed requests are retried by the next run
             store.add(keys[todo[index]], judged)
 
-    fresh = judge.judge_many([rows[i] for i in todo], on_row=keep, progress="judging" if progress else None)
+    with resume_hint(lambda: f"{sum(store.get(key) is not None for key in keys)} of {len(rows)} rows judged and kept in {store.partial} "
+                             f"(replies cached in {cache_dir}); rerun the same command to judge the rest"):
+        fresh = judge.judge_many([rows[i] for i in todo], on_row=keep, progress="judging" if progress else None)
     by_index = dict(zip(todo, fresh))
     judged = [by_index[i] if i in by_index else store.get(keys[i]) for i in range(len(rows))]
     result = judge.summary(judged)
@@ -200,7 +215,25 @@ def judge_file(
     if summary is not None:
         atomic_write_text(summary, json.dumps(result, ensure_ascii=False, indent=2) + "\n")
         attach_evaluation(Path(summary).parent, summary=summary)  # a summary saved in a model folder is its score
+    check_failures(judged, result, max_failed)
     return result
+
+
+def check_failures(judged: Sequence[dict[str, Any]], summary: dict[str, Any], max_failed: float) -> None:
+    """Log rows without a score; raise when nothing was scored or more than ``max_failed`` of
+    the rows failed."""
+    n, failed = summary["n"], summary["n_failed"]
+    if not failed:
+        return
+    errors = sorted({row["judge_error"] for row in judged if row.get("judge_error")})
+    why = (f"{summary['n_request_failed']} requests failed ({'; '.join(errors[:3])}), "
+           f"{summary['n_unreadable']} replies had no readable score")
+    if summary["n_scored"] == 0:
+        raise BelleError(f"no answer was scored: {why}; rerun the same command to retry the failed requests")
+    if failed > max_failed * n:
+        raise BelleError(f"{failed} of {n} answers were not scored, more than max_failed={max_failed:g} allows: "
+                         f"{why}; rerun the same command to retry the failed requests")
+    logger.warning("%d of %d answers were not scored: %s", failed, n, why)
 
 
 def judge_rows(

@@ -228,10 +228,10 @@ class ScoringPage:
         announce(f"scoring page on {self.url} (judge {self.judge.endpoint.model} at "
                  f"{redact_url(self.judge.endpoint.base_url)}); "
                  f"Ctrl-C to stop")
+        # Ctrl-C or SIGTERM (belle_hf.interrupts) propagates: a stopped server is an interrupted
+        # command, and ``belle`` exits 130/143 like every other command.
         try:
             self.server.serve_forever()
-        except KeyboardInterrupt:
-            pass
         finally:
             self.server.server_close()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from belle_hf.errors import BelleError
+from belle_hf.errors import ConfigError
 from belle_hf.llm.cache import ResponseCache, request_key
 from belle_hf.llm.pricing import estimate_cost
 from belle_hf.redact import redact_url
@@ -18,31 +19,68 @@ logger = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
 
+STOP_GRACE_SECONDS = 30.0
+"""After an interrupt, how long requests already in flight may take to finish (at most one
+attempt's ``timeout``); their replies are paid for, so they are kept. Nothing new is sent."""
+STOPPED = "not sent: the run was interrupted"
+
+
+def _help(text: str, **cli: Any) -> dict[str, Any]:
+    """Field metadata: the help text, and settings for its command-line option
+    (:func:`belle_hf.options.config_options` turns the field into ``--field-name``)."""
+    return {"help": text, "cli": cli}
+
 
 @dataclass
 class EndpointConfig:
-    """Where and how to ask: any OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+    """Where and how to ask: any OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
-    base_url: str
-    """Endpoint root, e.g. ``https://api.openai.com/v1`` or ``http://127.0.0.1:8000/v1``."""
-    model: str
-    """Model name sent with every request (``gpt-4``, a vLLM model id, ...)."""
-    api_key: str | None = field(default=None, repr=False)
-    """The key itself; prefer ``api_key_env`` so that it never sits in a command line."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable holding the key, read when ``api_key`` is not given."""
+    The one declaration of the endpoint settings: ``belle eval judge``, ``eval generate``,
+    ``eval serve-page`` and ``data generate`` derive their options (and defaults) from it.
+    """
+
+    base_url: str = field(metadata=_help("OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 "
+                                         "or http://127.0.0.1:8000/v1."))
+    model: str = field(metadata=_help("Model name the endpoint serves, e.g. gpt-4."))
+    api_key: str | None = field(default=None, repr=False, metadata=_help(
+        "The endpoint's key. Prefer the environment variable (api-key-env): a key on a command line "
+        "lands in shell history."))
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help(
+        "Environment variable holding the key, read when no key is given."))
     temperature: float = 0.0
     seed: int | None = 42
     """Sent where supported (OpenAI, vLLM, llama.cpp); ``None`` leaves it out."""
     max_tokens: int | None = None
-    timeout: float = 60.0
-    """Seconds before one attempt times out (and is retried)."""
-    max_retries: int = 5
+    timeout: float = field(default=120.0, metadata=_help("Seconds before one attempt times out (and is retried).",
+                                                         min=0.001))
+    max_retries: int = field(default=5, metadata=_help(
+        "Retries per request on 408/409/429/5xx and timeouts, with exponential backoff.", min=0))
     """Retries per request on 408/409/429/5xx and timeouts, with exponential backoff and jitter
     (0.5 s doubling up to 8 s, less up to 25 %), honoring ``Retry-After``: the ``openai``
     client's own retry logic."""
-    concurrency: int = 8
-    """Requests in flight at once."""
+    concurrency: int = field(default=8, metadata=_help("Requests in flight at once.", min=1))
+
+    def __post_init__(self) -> None:
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(self.base_url) if isinstance(self.base_url, str) else None
+            valid = url is not None and url.scheme in ("http", "https") and bool(url.hostname)
+        except ValueError:  # e.g. a broken [IPv6] host
+            valid = False
+        if not valid:
+            shown = redact_url(self.base_url) if isinstance(self.base_url, str) else self.base_url
+            # Checked before anything is sent: a typo must not become a request to the wrong place.
+            raise ConfigError("base_url", "must be an http:// or https:// URL with a host name, "
+                                          f"e.g. https://api.openai.com/v1 (got {shown!r})")
+        if not self.model or not isinstance(self.model, str):
+            raise ConfigError("model", "must name the model the endpoint serves")
+        if self.concurrency < 1:
+            raise ConfigError("concurrency", f"must be at least 1, not {self.concurrency}")
+        if self.max_retries < 0:
+            raise ConfigError("max_retries", f"must be 0 or more, not {self.max_retries}")
+        if not self.timeout > 0:
+            raise ConfigError("timeout", f"must be more than 0 seconds, not {self.timeout}")
 
     def resolve_api_key(self) -> str:
         """The key to send. Local servers accept any key, so a missing one becomes ``"EMPTY"``."""
@@ -123,12 +161,28 @@ class ChatClient:
         self.config = config
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.usage = UsageTotals(model=config.model)
+        self._stopping = threading.Event()
         self._openai = openai.OpenAI(
             base_url=config.base_url,
             api_key=config.resolve_api_key(),
             timeout=config.timeout,
             max_retries=config.max_retries,
+            # Every attempt, retries included, passes this hook: once the run is stopped no
+            # request leaves the process (the openai client re-raises its own errors at once,
+            # without retrying them).
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [self._refuse_after_stop]}),
         )
+
+    def _refuse_after_stop(self, request: Any) -> None:
+        if self._stopping.is_set():
+            import openai
+
+            raise openai.OpenAIError(STOPPED)
+
+    def stop(self) -> None:
+        """Send nothing more: requests not started are never sent, retries are not made. A
+        stopped client stays stopped (make a new one to go on)."""
+        self._stopping.set()
 
     def request_body(self, messages: Messages, **overrides: Any) -> dict[str, Any]:
         """The JSON body sent for ``messages`` (also the cache key's content)."""
@@ -149,6 +203,8 @@ class ChatClient:
             result = ChatResult(**hit, cached=True)
             self.usage.add(result)
             return result
+        if self._stopping.is_set():
+            return ChatResult(text=None, error=STOPPED)
         result = self._send(body)
         self.usage.add(result)
         if result.ok and self.cache is not None:
@@ -169,6 +225,8 @@ class ChatClient:
         except openai.APIConnectionError:
             return ChatResult(text=None, error=f"cannot connect to {redact_url(self.config.base_url)}")
         except (openai.OpenAIError, ValueError) as error:  # a 200 whose body is not a completion
+            if self._stopping.is_set():
+                return ChatResult(text=None, error=STOPPED)
             return ChatResult(text=None, error=f"unreadable response ({type(error).__name__})")
         if not getattr(response, "choices", None):
             return ChatResult(text=None, error="response has no choices")
@@ -194,6 +252,12 @@ class ChatClient:
         so callers can append outputs as they come and a killed run loses nothing answered.
         Cached requests finish at once without a network call. ``overrides``, when given, holds
         one dict of body settings per request (e.g. its own ``seed``), as in :meth:`complete`.
+
+        Requests start one by one as earlier ones finish, never queued in bulk, so an interrupt
+        (``KeyboardInterrupt``, SIGTERM via :mod:`belle_hf.interrupts`) stops the run at once:
+        nothing more is sent (:meth:`stop`), the requests in flight get up to
+        ``min(timeout, STOP_GRACE_SECONDS)`` to finish and their replies still reach
+        ``on_result``, and the interrupt is re-raised.
         """
         requests = list(requests)
         per_request = [dict(o) for o in overrides] if overrides is not None else [{} for _ in requests]
@@ -205,30 +269,73 @@ class ChatClient:
         for index, messages in enumerate(requests):
             key = request_key(self.config.model, self.request_body(messages, **per_request[index]))
             indices_by_key.setdefault(key, []).append(index)
+        waiting = iter(indices_by_key.values())
+        finished: queue.Queue = queue.Queue()
+        taking = threading.Lock()
+        taken = received = 0
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(requests), desc=progress, unit="req")
-        with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
-            futures = {pool.submit(self.complete, requests[indices[0]], **per_request[indices[0]]): indices
-                       for indices in indices_by_key.values()}
-            for future in as_completed(futures):
-                result = future.result()
-                for index in futures[future]:
-                    results[index] = result
-                    if on_result is not None:
-                        on_result(index, result)
-                    if bar is not None:
-                        bar.update(1)
-        if bar is not None:
-            bar.close()
+
+        def work() -> None:
+            # Each worker takes the next request only when its previous one is done, so at most
+            # ``concurrency`` are ever in flight and nothing is queued that a stop would have to
+            # cancel.
+            nonlocal taken
+            while not self._stopping.is_set():
+                with taking:
+                    indices = next(waiting, None)
+                    if indices is None:
+                        return
+                    taken += 1
+                try:
+                    outcome: ChatResult | BaseException = self.complete(requests[indices[0]],
+                                                                        **per_request[indices[0]])
+                except BaseException as error:  # re-raised in the calling thread
+                    outcome = error
+                finished.put((indices, outcome))
+
+        def deliver(indices: list[int], outcome: ChatResult | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            for index in indices:
+                results[index] = outcome
+                if on_result is not None:
+                    on_result(index, outcome)
+                if bar is not None:
+                    bar.update(1)
+
+        # Daemon threads, not a ThreadPoolExecutor: the executor's workers are joined at
+        # interpreter exit, so one request hanging in its retries would hold an interrupted
+        # process open past the grace period.
+        for _ in range(min(max(1, self.config.concurrency), len(indices_by_key))):
+            threading.Thread(target=work, name="belle-chat", daemon=True).start()
+        try:
+            while received < len(indices_by_key):
+                indices, outcome = finished.get()
+                received += 1
+                deliver(indices, outcome)
+        except BaseException as error:
+            self.stop()
+            with taking:
+                in_flight = taken - received
+            if isinstance(error, KeyboardInterrupt) and in_flight:
+                grace = min(self.config.timeout, STOP_GRACE_SECONDS)
+                logger.warning("stopping: nothing more is sent; waiting up to %.0f s for %d request(s) in flight "
+                               "(interrupt again to abandon them)", grace, in_flight)
+                deadline = time.monotonic() + grace
+                while received < taken and deadline > time.monotonic():
+                    try:
+                        indices, outcome = finished.get(timeout=deadline - time.monotonic())
+                    except queue.Empty:
+                        break
+                    received += 1
+                    if isinstance(outcome, ChatResult) and outcome.error != STOPPED:
+                        deliver(indices, outcome)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
         return results  # type: ignore[return-value]
-
-
-def require_endpoint(base_url: str | None, model: str | None) -> None:
-    """Raise a clear error when the endpoint settings are missing."""
-    if not base_url:
-        raise BelleError("--base-url is required (an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1)")
-    if not model:
-        raise BelleError("--model is required (the model name the endpoint serves)")

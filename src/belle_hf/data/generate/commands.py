@@ -7,18 +7,18 @@ from typing import Optional
 
 import typer
 
+from belle_hf.llm.options import endpoint_options
 
+
+@endpoint_options()
 def generate(
     seed_tasks: Path = typer.Option(..., "--seed-tasks", help="Seed tasks (BELLE's zh_seed_tasks.json layout or "
                                     "instruction/input/output rows)."),
     prompt: Optional[Path] = typer.Option(None, "--prompt", help="Request text before the examples (default: the "
                                           "project's Chinese prompt; BELLE's prompt_cn.txt works)."),
-    base_url: str = typer.Option(..., "--base-url", help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1"),
-    model: str = typer.Option(..., "--model", help="Model name the endpoint serves."),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
+    endpoint=None,
     target: int = typer.Option(..., "-n", help="Rows the output should hold when done (existing rows count)."),
     output: Path = typer.Option(..., "-o", "--output", help="Append-only .jsonl; an existing file is continued."),
-    concurrency: int = typer.Option(8, "--concurrency", help="Requests in flight at once."),
     num_prompt_tasks: int = typer.Option(3, "--num-prompt-tasks", help="Seed tasks shown in each prompt."),
     temperature: float = typer.Option(1.0, "--temperature"),
     max_tokens: int = typer.Option(3072, "--max-tokens", help="Reply length limit; a reply cut by it loses its "
@@ -27,27 +27,23 @@ def generate(
     similarity_threshold: float = typer.Option(0.7, "--similarity-threshold", help="Character ROUGE-L at which an "
                                                "instruction counts as a duplicate."),
     dedup: str = typer.Option("auto", "--dedup", help="rouge (exact), minhash (LSH) or auto (MinHash for large runs)."),
-    max_retries: int = typer.Option(5, "--max-retries", help="Retries per request on 429/5xx/timeouts."),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds per attempt."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Keep replies in OUT.cache/ so a rerun resends nothing "
                                "already paid for."),
     patience: int = typer.Option(50, "--patience", help="Stop after this many requests in a row that add nothing."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Generate Chinese instruction data with BELLE's self-instruct recipe, resumably."""
+    import dataclasses
 
     from belle_hf.data.generate import GenerateConfig
     from belle_hf.data.generate import generate as run_generate
-    from belle_hf.llm import EndpointConfig
-    from belle_hf.llm.client import require_endpoint
+    from belle_hf.options import flag_errors
 
-    require_endpoint(base_url, model)
-    endpoint = EndpointConfig(base_url=base_url, model=model, api_key_env=api_key_env, temperature=temperature,
-                              seed=seed, max_tokens=max_tokens, timeout=timeout, max_retries=max_retries,
-                              concurrency=concurrency)
-    config = GenerateConfig(seed_tasks=seed_tasks, output=output, target=target, prompt=prompt,
-                            num_prompt_tasks=num_prompt_tasks, similarity_threshold=similarity_threshold,
-                            dedup=dedup, seed=seed, use_cache=cache, patience=patience, progress=progress)
+    with flag_errors(target="-n"):
+        endpoint = dataclasses.replace(endpoint, temperature=temperature, seed=seed, max_tokens=max_tokens)
+        config = GenerateConfig(seed_tasks=seed_tasks, output=output, target=target, prompt=prompt,
+                                num_prompt_tasks=num_prompt_tasks, similarity_threshold=similarity_threshold,
+                                dedup=dedup, seed=seed, use_cache=cache, patience=patience, progress=progress)
     result = run_generate(config, endpoint)
     last = result.report["last_run"]
     counts = {k: v for k, v in last["counts"].items() if v}

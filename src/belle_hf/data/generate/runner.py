@@ -37,8 +37,9 @@ from belle_hf.data.generate.prompt import (
 )
 from belle_hf.data.generate.seeds import SeedTask, load_seed_tasks
 from belle_hf.data.generate.similarity import make_index
-from belle_hf.errors import BelleError, DataFormatError
-from belle_hf.io import atomic_write_text, repair_jsonl_tail
+from belle_hf.errors import BelleError, ConfigError, DataFormatError
+from belle_hf.interrupts import resume_hint
+from belle_hf.io import atomic_write_text, check_output_is_not_input, repair_jsonl_tail
 from belle_hf.llm import ChatClient, ChatResult, EndpointConfig
 
 logger = logging.getLogger(__name__)
@@ -78,15 +79,15 @@ class GenerateConfig:
         self.seed_tasks = Path(self.seed_tasks)
         self.output = Path(self.output)
         if self.output.suffix != ".jsonl":
-            raise BelleError(f"{self.output}: the output must be a .jsonl file")
+            raise ConfigError("output", f"must be a .jsonl file, not {self.output}")
         if self.target < 1:
-            raise BelleError(f"-n must be at least 1, not {self.target}")
+            raise ConfigError("target", f"must be at least 1, not {self.target}")
         if self.num_prompt_tasks < 1:
-            raise BelleError(f"--num-prompt-tasks must be at least 1, not {self.num_prompt_tasks}")
+            raise ConfigError("num_prompt_tasks", f"must be at least 1, not {self.num_prompt_tasks}")
         if not 0 < self.similarity_threshold <= 1:
-            raise BelleError(f"--similarity-threshold must be in (0, 1], not {self.similarity_threshold}")
+            raise ConfigError("similarity_threshold", f"must be in (0, 1], not {self.similarity_threshold}")
         if self.dedup not in ("auto", "rouge", "minhash"):
-            raise BelleError(f"--dedup must be auto, rouge or minhash, not {self.dedup!r}")
+            raise ConfigError("dedup", f"must be auto, rouge or minhash, not {self.dedup!r}")
 
     @property
     def report_path(self) -> Path:
@@ -145,8 +146,8 @@ class _Run:
         self.endpoint = endpoint
         self.tasks: list[SeedTask] = load_seed_tasks(config.seed_tasks)
         if config.num_prompt_tasks > len(self.tasks):
-            raise BelleError(f"--num-prompt-tasks {config.num_prompt_tasks} is more than the "
-                             f"{len(self.tasks)} seed tasks in {config.seed_tasks}")
+            raise ConfigError("num_prompt_tasks", f"{config.num_prompt_tasks} is more than the "
+                              f"{len(self.tasks)} seed tasks in {config.seed_tasks}")
         self.template = load_prompt_template(config.prompt)
         self.rows: list[dict[str, Any]] = []
         self.kept_at_start = 0
@@ -337,6 +338,7 @@ def _lock(handle, path: Path) -> None:
 
 def generate(config: GenerateConfig, endpoint: EndpointConfig) -> GenerateResult:
     """Generate until ``config.output`` holds ``config.target`` rows; see the module docstring."""
+    check_output_is_not_input(config.output, [config.seed_tasks, config.prompt])
     run = _Run(config, endpoint)  # seeds and prompt are checked before the output is touched
     config.output.parent.mkdir(parents=True, exist_ok=True)
     bar = None
@@ -351,19 +353,25 @@ def generate(config: GenerateConfig, endpoint: EndpointConfig) -> GenerateResult
 
             bar = tqdm(total=config.target, initial=run.kept_total, desc="self-instruct", unit="row")
         try:
-            while run.kept_total < config.target:
-                results = run.run_round(out, bar)
-                if results and all(not r.ok for r in results):
-                    run.write_report("endpoint failed")
-                    raise BelleError(f"every request of the last round failed ({results[0].error}); "
-                                     f"{run.kept_total} rows are kept in {config.output}: rerun the same "
-                                     "command to continue")
-                if run.misses_in_a_row >= config.patience:
-                    run.write_report("gave up")
-                    raise BelleError(f"the last {run.misses_in_a_row} replies added no new instruction; "
-                                     f"stopped with {run.kept_total} of {config.target} rows in {config.output} "
-                                     f"(see {config.report_path})")
-                run.write_report("running")
+            with resume_hint(lambda: f"{run.kept_total} of {config.target} rows kept in {config.output}; "
+                                     "rerun the same command to continue"):
+                try:
+                    while run.kept_total < config.target:
+                        results = run.run_round(out, bar)
+                        if results and all(not r.ok for r in results):
+                            run.write_report("endpoint failed")
+                            raise BelleError(f"every request of the last round failed ({results[0].error}); "
+                                             f"{run.kept_total} rows are kept in {config.output}: rerun the same "
+                                             "command to continue")
+                        if run.misses_in_a_row >= config.patience:
+                            run.write_report("gave up")
+                            raise BelleError(f"the last {run.misses_in_a_row} replies added no new instruction; "
+                                             f"stopped with {run.kept_total} of {config.target} rows in "
+                                             f"{config.output} (see {config.report_path})")
+                        run.write_report("running")
+                except KeyboardInterrupt:
+                    run.write_report("interrupted")
+                    raise
         finally:
             if bar is not None:
                 bar.close()

@@ -46,7 +46,7 @@ Args:
     model (str): judge model name, e.g. "gpt-4". Required.
     api_key (str, optional) / api_key_env (str, default "OPENAI_API_KEY"): the key, or the
         environment variable holding it.
-    concurrency (int, default 8), max_retries (int, default 5), timeout (float, default 60),
+    concurrency (int, default 8), max_retries (int, default 5), timeout (float, default 120),
     temperature (float, default 0), seed (int, default 42), max_tokens (int, optional).
     cache_dir (str, optional): response cache folder; a rerun sends no answered request again.
 Returns:
