@@ -34,7 +34,7 @@ def _train(model_dir: Path, steps: int) -> float:
 
     from belle_hf.data import load
     from belle_hf.quant import chat_texts
-    from belle_hf.testing import sample_data_path
+    from belle_hf.samples import sample_data_path
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -119,7 +119,8 @@ def run(argv: list[str]) -> dict:
 
     from belle_hf.quant import GPTQSettings, chat_texts, export_gguf, quantize_gptq
     from belle_hf.quant.calibration import load_conversations
-    from belle_hf.testing import TinyModelConfig, sample_data_path, save_tiny_model
+    from belle_hf.samples import sample_data_path
+    from belle_hf.tiny_model import TinyModelConfig, save_tiny_model
 
     shutil.rmtree(WORK, ignore_errors=True)
     model_dir = save_tiny_model(WORK / "model", TinyModelConfig(hidden_size=128, intermediate_size=256,

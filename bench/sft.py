@@ -24,7 +24,7 @@ def belle_like_conversations(count: int, seed: int = 0) -> list[dict]:
     """Many short single-turn conversations and some long multi-turn ones (BELLE's mix: most
     instructions are short, multi-turn dialogues are long), from the bundled sample data."""
     from belle_hf.data import load
-    from belle_hf.testing import sample_data_path
+    from belle_hf.samples import sample_data_path
 
     rng = random.Random(seed)
     pairs = []
@@ -78,7 +78,7 @@ def run(argv: list[str]) -> dict:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
 
-    from belle_hf.testing import save_tiny_model
+    from belle_hf.tiny_model import save_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -1,5 +1,5 @@
 from belle_hf.templates import render_belle_prompt
-from belle_hf.testing.sample_data import SAMPLE_FILES, build_sample_records, render_sample_files, sample_data_dir
+from belle_hf.samples import SAMPLE_FILES, build_sample_records, render_sample_files, sample_data_dir
 
 
 def test_tiny_model_loads_with_transformers_and_generates(tiny_model_dir):
@@ -44,7 +44,7 @@ def test_bundled_sample_files_are_current():
     expected = render_sample_files(build_sample_records())
     assert set(expected) == set(SAMPLE_FILES.values())
     for name, text in expected.items():
-        assert (sample_data_dir() / name).read_text(encoding="utf-8") == text, f"rerun python -m belle_hf.testing.sample_data ({name})"
+        assert (sample_data_dir() / name).read_text(encoding="utf-8") == text, f"rerun python -m belle_hf.samples ({name})"
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):

@@ -33,6 +33,40 @@ def _current_umask() -> int:
     return umask
 
 
+def keep_ordinary_modes_for_safetensors() -> None:
+    """Make safetensors' writer give its files the mode any other written file gets.
+
+    safetensors 0.8 writes through a Rust ``NamedTempFile`` renamed into place, which is always
+    0o600 (safetensors issue #782, fix pending in PR #789): under umask 022 every weight file
+    (``adapter_model.safetensors``, ``model.safetensors``, checkpoints) came out private while the
+    config and tokenizer beside it were 0o644, so another user or a container could not load the
+    model. transformers, peft and GPTQModel all save through ``safetensors.torch.save_file``, which
+    calls ``serialize_file`` from its module globals; wrapping that name here, once, fixes every
+    writer. Installed by ``import belle_hf``: ``safetensors`` itself is light (no torch); its
+    ``torch`` module, imported later, picks the wrapper up from the package.
+    """
+    import sys
+
+    import safetensors
+
+    original = safetensors.serialize_file
+    if getattr(original, "_belle_keeps_modes", False):
+        return
+
+    def serialize_file(tensors, filename, *args, **kwargs):
+        mode = _default_file_mode(Path(filename))
+        result = original(tensors, filename, *args, **kwargs)
+        os.chmod(filename, mode)
+        return result
+
+    serialize_file._belle_keeps_modes = True
+    safetensors.serialize_file = serialize_file
+    for name in ("safetensors.torch", "safetensors.numpy"):  # imported before belle_hf: patch their copies
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "serialize_file", None) is original:
+            module.serialize_file = serialize_file
+
+
 def _lock_temp(fd: int) -> None:
     """Hold an advisory lock on a temporary file or folder while it is being written, so that
     :func:`clean_stale_temps` can tell a live writer's temp from one a killed run left behind

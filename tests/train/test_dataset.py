@@ -82,5 +82,5 @@ def test_a_broken_data_file_is_a_clear_error(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('{"instruction": "你好", "output": "您好"}\n{broken\n', encoding="utf-8")
     recipe = Recipe(model="m", data=sources({"path": str(path)}))
-    with pytest.raises(BelleError, match="broken.jsonl: cannot load.*belle data convert"):
+    with pytest.raises(BelleError, match=r"broken.jsonl:2: invalid JSON"):  # load() names the line itself
         mix_sources(recipe)

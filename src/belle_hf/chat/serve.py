@@ -14,7 +14,7 @@ import os
 import tempfile
 
 from belle_hf.chat.loading import prepare_model_folder
-from belle_hf.errors import BelleError
+from belle_hf.extras import require_extra
 
 
 def serve(
@@ -26,10 +26,7 @@ def serve(
     log_level: str = "warning",
 ) -> None:
     """Serve ``model`` (with ``adapter`` merged) until interrupted."""
-    from transformers.utils.import_utils import is_serve_available
-
-    if not is_serve_available():
-        raise BelleError("belle serve needs FastAPI and uvicorn: pip install 'belle-hf[serve]'")
+    require_extra("serve", "Serving a model", "fastapi", "uvicorn", "pydantic")  # what transformers serve imports
     from transformers.cli.serve import Serve
 
     with tempfile.TemporaryDirectory(prefix="belle-serve-") as work_dir:

@@ -38,6 +38,11 @@ def is_json_lines(path: str | os.PathLike) -> bool:
     return path.suffix != ".parquet" and _first_non_space_byte(path) != b"["
 
 
+def is_empty_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds nothing but whitespace (and perhaps a byte order mark)."""
+    return Path(path).suffix != ".parquet" and _first_non_space_byte(Path(path)) == b""
+
+
 def iter_records(
     path: str | os.PathLike,
     on_invalid_json: Callable[[DataFormatError], None] | None = None,
@@ -81,22 +86,55 @@ def _iter_json_lines(path: Path, on_invalid_json, start: int = 0, end: int | Non
                 line = line[3:]
             location = prefix + str(line_no)
             try:
-                yield location, orjson.loads(line)
+                record = orjson.loads(line)
             except orjson.JSONDecodeError as error:
-                invalid = DataFormatError(f"invalid JSON ({error})", location=location)
+                invalid = DataFormatError(_json_problem(line, error), location=location)
                 if on_invalid_json is None:
                     raise invalid from None
                 on_invalid_json(invalid)
+                continue
+            if type(record) is dict and type(record.get("id")) is float:
+                record["id"] = exact_ids(line)
+            yield location, record
+
+
+def _json_problem(text: bytes, error: Exception) -> str:
+    """Why ``text`` is not JSON: wrong encodings (BELLE-style files saved as GBK) are named as such."""
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = text.count(b"\n", 0, bad.start) + 1
+        where = f"byte 0x{text[bad.start]:02x} at offset {bad.start}" + (f" of line {line}" if line > 1 else "")
+        return f"not UTF-8 ({where}); re-encode the file, e.g. `iconv -f GBK -t UTF-8`"
+    return f"invalid JSON ({error})"
+
+
+def exact_ids(text: bytes | str):
+    """The ``id`` of a JSON object (or the ids of a JSON array's objects) as written in ``text``.
+
+    orjson (like pyarrow) reads integers past 64 bits and decimals as floats, so
+    ``123456789012345678901234`` would become ``1.2345678901234568e+23``; ids are names, not
+    numbers. The standard library's parser hands us the literal text of every number; it only
+    runs for the rare records whose id is not a string or a 64-bit integer.
+    """
+    exact = json.loads(text, parse_int=str, parse_float=str)
+    if isinstance(exact, list):
+        return [item.get("id") if isinstance(item, dict) else None for item in exact]
+    return exact.get("id")
 
 
 def _iter_json_array(path: Path) -> Iterator[tuple[str, Any]]:
     # A JSON array has to be parsed whole; arrays are the small alpaca-style files.
+    with open(path, "rb") as handle:
+        text = handle.read()
     try:
-        with open(path, "rb") as handle:
-            records = orjson.loads(handle.read())
+        records = orjson.loads(text)
     except orjson.JSONDecodeError as error:
         line = getattr(error, "lineno", None)
-        raise DataFormatError(f"invalid JSON ({error})", location=f"{path}:{line}" if line else str(path)) from None
+        raise DataFormatError(_json_problem(text, error), location=f"{path}:{line}" if line else str(path)) from None
+    if isinstance(records, list) and any(type(r) is dict and type(r.get("id")) is float for r in records):
+        for record, record_id in zip(records, exact_ids(text)):
+            record["id"] = record_id
     for index, record in enumerate(records):
         yield f"{path}[{index}]", record
 

@@ -138,6 +138,9 @@ def normalize_belle_multiturn(record: Record) -> Normalized:
     turns.append(("assistant", output.strip()))
     messages = [{"role": role, "content": content} for role, content in turns]
     _check_alternation(messages, field="instruction")
+    for index, message in enumerate(messages):
+        if message["role"] == "assistant" and not message["content"]:  # contents are stripped already
+            raise DataFormatError(f"turn {index + 1} is an empty assistant answer", field="instruction")
     return {"messages": messages, **_provenance(record)}
 
 
@@ -162,6 +165,7 @@ def normalize_conversations(record: Record) -> Normalized:
             raise DataFormatError("expected a string", field=f"conversations[{index}].value")
         messages.append({"role": role, "content": value})
     _check_alternation(messages, field="conversations")
+    _check_answers(messages, "conversations[{}].value")
     return {"messages": messages, **_provenance(record)}
 
 
@@ -182,7 +186,15 @@ def normalize_messages(record: Record) -> Normalized:
         if not isinstance(content, str):
             raise DataFormatError("expected a string", field=f"messages[{index}].content")
         clean.append({"role": role, "content": content})
+    _check_answers(clean, "messages[{}].content")
     return {"messages": clean, **_provenance(record)}
+
+
+def _check_answers(messages: list[dict[str, str]], field: str) -> None:
+    """Refuse an assistant answer that is blank: it would train the model on its end-of-turn token alone."""
+    for index, message in enumerate(messages):
+        if message["role"] == "assistant" and not message["content"].strip():
+            raise DataFormatError("empty assistant answer", field=field.format(index))
 
 
 def _check_alternation(messages: list[dict[str, str]], field: str) -> None:

@@ -24,21 +24,22 @@ def iter_normalized(
     schema: str = "auto",
     on_bad_record: OnBadRecord | None = None,
     byte_range: tuple[int, int, int] | None = None,
+    source_name: str | None = None,
 ) -> Iterator[tuple[str, dict]]:
     """Yield ``(location, record)`` with every record normalized to ``{"messages", "id", "source"}``.
 
     A record that is not valid JSON or does not fit its schema raises
     :class:`~belle_hf.errors.DataFormatError` naming its file and line, or, when
     ``on_bad_record`` is given, is passed to it (already located) and left out.
-    Records without a ``source`` get the file's stem (or the dataset's name). ``byte_range``
-    reads part of a JSON Lines file (see :func:`~belle_hf.data.files.iter_records`).
+    Records without a ``source`` get ``source_name``, by default the file's stem (or the dataset's
+    name). ``byte_range`` reads part of a JSON Lines file (see :func:`~belle_hf.data.files.iter_records`).
     """
     path = Path(source).expanduser()
     if not path.is_file():
         yield from _iter_loaded(str(source), schema)
         return
     normalizer = get_normalizer(schema)
-    default_source = path.stem
+    default_source = source_name or path.stem
     for location, record in iter_records(path, on_invalid_json=on_bad_record, byte_range=byte_range):
         try:
             normalized = normalizer(record)

@@ -1,34 +1,62 @@
 """Chinese calibration and held-out text for GPTQ and perplexity, taken from the data layer.
 
 BELLE's GPTQ models were calibrated on English wikitext; here the calibration samples are
-conversations from any BELLE corpus or file (``belle_hf.data.load``), rendered with the model's
-chat template, so the quantizer sees the text the chat model will actually process.
+conversations from any BELLE corpus or file (``belle_hf.data.load``), or a bundled sample
+(``sample:alpaca``, as recipes name it), rendered with the model's chat template, so the
+quantizer sees the text the chat model will actually process. A ``.txt`` file, the most common
+calibration format elsewhere, gives one text per non-empty line, used as written.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Union
 
 from belle_hf.errors import BelleError
+from belle_hf.samples import is_sample, resolve_sample
 from belle_hf.templates import render_belle_prompt
 
+Sample = Union[list[dict[str, Any]], str]
+"""One calibration sample: a conversation's ``messages``, or a plain text (a line of a ``.txt`` file)."""
 
-def load_conversations(source: str, limit: int, skip: int = 0) -> list[list[dict[str, Any]]]:
+
+def _text_lines(path: Path, limit: int, skip: int) -> list[str]:
+    lines = []
+    with open(path, "rb") as handle:  # bytes, so a decoding error names its exact line
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise BelleError(f"{path}: line {number}: not UTF-8 text ({error.reason})") from None
+            if line.strip():
+                lines.append(line)
+                if len(lines) >= skip + limit:
+                    break
+    return lines[skip:]
+
+
+def load_conversations(source: str, limit: int, skip: int = 0) -> list[Sample]:
     """The ``messages`` of records ``skip .. skip+limit`` of ``source`` (streamed, so a multi-million
-    corpus is never downloaded whole)."""
+    corpus is never downloaded whole); the lines of a ``.txt`` file as plain texts."""
     from belle_hf.data import load
 
-    dataset = load(str(source), streaming=True)
+    source = str(resolve_sample(source)) if is_sample(source) else str(source)
+    if source.endswith(".txt") and Path(source).is_file():
+        return _text_lines(Path(source), limit, skip)
+    dataset = load(source, streaming=True)
     rows = itertools.islice(iter(dataset), skip, skip + limit)
     return [row["messages"] for row in rows if row.get("messages")]
 
 
-def chat_texts(conversations: Iterable[list[dict[str, Any]]], tokenizer) -> list[str]:
-    """Render each conversation as the model sees it: its chat template, or BELLE's format."""
+def chat_texts(conversations: Iterable[Sample], tokenizer) -> list[str]:
+    """Render each conversation as the model sees it: its chat template, or BELLE's format; plain
+    texts stay as they are."""
     texts = []
     for messages in conversations:
-        if getattr(tokenizer, "chat_template", None):
+        if isinstance(messages, str):
+            text = messages
+        elif getattr(tokenizer, "chat_template", None):
             text = tokenizer.apply_chat_template(messages, tokenize=False)
         else:
             text = render_belle_prompt(messages, eos_token=tokenizer.eos_token or "</s>", add_generation_prompt=False)
@@ -39,7 +67,7 @@ def chat_texts(conversations: Iterable[list[dict[str, Any]]], tokenizer) -> list
 
 def split_calibration_and_heldout(
     calibration: str, n_samples: int, n_heldout: int, heldout: str | None = None
-) -> tuple[list[list[dict]], list[list[dict]]]:
+) -> tuple[list[Sample], list[Sample]]:
     """Calibration conversations and held-out conversations that the quantizer never saw.
 
     Without ``heldout``, the held-out set is the ``n_heldout`` records that follow the

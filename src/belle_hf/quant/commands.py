@@ -20,8 +20,9 @@ def gptq(
     group_size: int = typer.Option(128, "--group-size", help="Columns per quantization group; must divide every "
                                    "linear layer's input size (-1: per row)."),
     desc_act: bool = typer.Option(False, "--desc-act", help="Quantize columns by decreasing activation order."),
-    calibration: str = typer.Option(..., "--calibration", help="BELLE corpus name, Hub dataset id or local file "
-                                    "(any BELLE schema) of Chinese calibration conversations."),
+    calibration: str = typer.Option(..., "--calibration", help="Chinese calibration data: a BELLE corpus name, Hub "
+                                    "dataset id, local file (any BELLE schema; .txt: one text per line) or "
+                                    "sample:<key>."),
     n_samples: int = typer.Option(128, "--n-samples", help="Calibration conversations."),
     eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Held-out text for perplexity (default: "
                                             "the records after the calibration ones)."),

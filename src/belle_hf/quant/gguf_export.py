@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from belle_hf.errors import BelleError
+from belle_hf.extras import require_extra
 from belle_hf.hub.lineage import write_lineage
 from belle_hf.io import atomic_path
 
@@ -146,6 +147,7 @@ def export_gguf(model_dir: str | os.PathLike, out_file: str | os.PathLike, type:
     are a multiple of 32 quantized in blocks of 32; norms stay float32). The file is written to
     a temporary name and renamed when complete.
     """
+    require_extra("quant", "GGUF export", "gguf")
     import gguf
     import numpy as np
     from transformers import AutoConfig

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from belle_hf.errors import BelleError
+from belle_hf.extras import require_extra
 from belle_hf.hub.lineage import write_lineage
 from belle_hf.io import atomic_dir
 from belle_hf.quant.calibration import chat_texts, split_calibration_and_heldout, tokenize_calibration
@@ -141,6 +142,7 @@ def quantize_gptq(
     only once it has loaded again with ``AutoModelForCausalLM`` and been measured, so a
     failure never leaves a half-written model behind.
     """
+    require_extra("quant", "GPTQ quantization", "gptqmodel", "optimum")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

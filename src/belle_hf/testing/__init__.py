@@ -1,10 +1,12 @@
-"""Offline fixtures: a tiny random Llama model, a tokenizer trained in seconds, and sample data.
+"""Test helpers: loopback Hub and OpenAI servers, and the offline fixtures tests build from.
 
-Used by the tests, the quickstart and the benchmarks, since no hub is reachable there.
+The tiny model and the sample data are product features (``model: tiny``, ``sample:<key>``) and
+live in :mod:`belle_hf.tiny_model` and :mod:`belle_hf.samples`; they are re-exported here
+because the tests and benchmarks use them as fixtures.
 """
 
-from belle_hf.testing.sample_data import SAMPLE_FILES, sample_data_dir, sample_data_path
-from belle_hf.testing.tiny import TinyModelConfig, build_tiny_model, build_tiny_tokenizer, save_tiny_model
+from belle_hf.samples import SAMPLE_FILES, sample_data_dir, sample_data_path
+from belle_hf.tiny_model import TinyModelConfig, build_tiny_model, build_tiny_tokenizer, save_tiny_model
 
 __all__ = [
     "SAMPLE_FILES",

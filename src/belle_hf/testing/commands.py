@@ -17,7 +17,7 @@ def tiny_model(
     hidden_size: int = typer.Option(64, help="Hidden size."),
 ) -> None:
     """Build a tiny random Llama model and BPE tokenizer (BELLE chat template) in OUT_DIR."""
-    from belle_hf.testing.tiny import TinyModelConfig, save_tiny_model
+    from belle_hf.tiny_model import TinyModelConfig, save_tiny_model
 
     config = TinyModelConfig(vocab_size=vocab_size, num_hidden_layers=layers, hidden_size=hidden_size,
                              intermediate_size=2 * hidden_size)
@@ -28,7 +28,7 @@ def tiny_model(
 @testing_app.command("sample-data")
 def sample_data(out_dir: Path = typer.Argument(..., help="Folder to copy the bundled sample files to.")) -> None:
     """Write the bundled sample data files (every BELLE schema) to OUT_DIR."""
-    from belle_hf.testing.sample_data import write_sample_files
+    from belle_hf.samples import write_sample_files
 
     for path in write_sample_files(out_dir):
         typer.echo(str(path))

@@ -129,6 +129,13 @@ def _card_data(files: dict[str, StoredFile]) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _is_private(payload: dict) -> bool:
+    """huggingface_hub 1.x sends ``private``; 2.x sends ``visibility: public|private|protected``."""
+    if "visibility" in payload:
+        return payload["visibility"] != "public"
+    return bool(payload.get("private"))
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -555,10 +562,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def _is_private(payload: dict) -> bool:
-    """huggingface_hub 1.x sends ``private``; 2.x sends ``visibility: public|private|protected``."""
-    if "visibility" in payload:
-        return payload["visibility"] != "public"
-    return bool(payload.get("private"))

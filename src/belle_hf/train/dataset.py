@@ -40,7 +40,7 @@ class TruncationReport:
 def source_path(source: DataSource) -> str:
     """The path :func:`belle_hf.data.load` takes for ``source`` (``sample:<key>`` resolved)."""
     if source.path.startswith(SAMPLE_PREFIX):
-        from belle_hf.testing.sample_data import SAMPLE_FILES, sample_data_path
+        from belle_hf.samples import SAMPLE_FILES, sample_data_path
 
         key = source.path[len(SAMPLE_PREFIX):]
         if key not in SAMPLE_FILES:

@@ -29,7 +29,7 @@ SAMPLE_PREFIX = "sample:"
 TINY_MODEL = "tiny"
 SECRET_FIELDS = ("hub_token", "push_to_hub_token")
 """``SFTConfig`` fields that hold secrets: refused in recipes (use ``HF_TOKEN`` or ``hf auth login``)."""
-"""``model: tiny`` builds the offline tiny Llama of :mod:`belle_hf.testing` into the output folder."""
+"""``model: tiny`` builds the offline tiny Llama of :mod:`belle_hf.tiny_model` into the output folder."""
 
 
 class _RecipeLoader(yaml.SafeLoader):
@@ -204,7 +204,7 @@ class Recipe:
         for i, item in enumerate(self.data):
             path = item.path
             if path.startswith(SAMPLE_PREFIX):
-                from belle_hf.testing.sample_data import SAMPLE_FILES
+                from belle_hf.samples import SAMPLE_FILES
 
                 if path[len(SAMPLE_PREFIX):] not in SAMPLE_FILES:
                     raise BelleError(f"{source}: data[{i}]: unknown sample {path!r}; samples are "

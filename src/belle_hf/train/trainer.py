@@ -110,7 +110,7 @@ def resolve_model_path(recipe: Recipe) -> str:
     """The base model to load: ``tiny`` is built (once) into ``OUTPUT_DIR/base-model``."""
     if recipe.model != TINY_MODEL:
         return recipe.model
-    from belle_hf.testing import save_tiny_model
+    from belle_hf.tiny_model import save_tiny_model
 
     path = Path(recipe.output_dir) / BASE_MODEL_DIR
     if not (path / "config.json").is_file():
