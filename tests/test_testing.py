@@ -66,7 +66,7 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
 def test_shipped_files_are_found_through_the_package():
     from belle_hf.shipped import shipped_path
 
-    assert (shipped_path("model_cards") / "model_card.md").is_file()
+    assert (shipped_path("model_cards") / "model.md").is_file()
     assert (shipped_path("recipes") / "quickstart.yaml").is_file()
     assert {p.name for p in shipped_path("recipes", "deepspeed").iterdir()} >= {"zero2.json", "zero3_offload.json"}
     assert (shipped_path("datasets_scripts") / "train_0.5M_CN" / "README.md").is_file()

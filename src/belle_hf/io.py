@@ -283,6 +283,22 @@ def read_keyed_jsonl(path: str | os.PathLike, value_field: str) -> dict[str, Any
     return entries
 
 
+def read_json_file(path: str | os.PathLike, missing: str | None = None) -> Any:
+    """The JSON value in ``path``; a bad or missing file is a :class:`BelleError` naming it (``missing``
+    replaces the message for an absent file)."""
+    import json
+
+    from belle_hf.errors import BelleError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BelleError(missing or f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BelleError(f"{path}: not valid JSON: {error}") from None
+
+
 def check_output_is_not_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
                               *, replaces_folder: bool = False) -> None:
     """Refuse an ``output`` that is one of the ``inputs``: the same path, a symlink to it, a

@@ -6,11 +6,11 @@ import subprocess
 
 import pytest
 
-from belle_hf.chat import ChatSession, GenerationSettings, load_chat_model, prepare_model_folder
+from belle_hf.chat import ChatSession, ChatSettings, load_chat_model, prepare_model_folder
 from belle_hf.errors import BelleError
 from tests.chat.conftest import belle_executable, greedy_reply, subprocess_env
 
-GREEDY = GenerationSettings(max_new_tokens=12, temperature=0)
+GREEDY = ChatSettings(max_new_tokens=12, temperature=0)
 
 
 @pytest.fixture(scope="module")

@@ -122,5 +122,5 @@ def test_bad_row_in_the_middle_names_file_line_and_field(tmp_path):
     lines[23456] = json.dumps({"conversations": [{"from": "human", "value": "q"}, {"from": "robot", "value": "a"}]})
     path = tmp_path / "big.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError, match=rf"big.jsonl:23457: field 'conversations\[1\]\.from': unknown speaker"):
+    with pytest.raises(DataFormatError, match=r"big.jsonl:23457: field 'conversations\[1\]\.from': unknown speaker"):
         load(path)

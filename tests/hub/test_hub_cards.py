@@ -97,7 +97,7 @@ def test_quantization_is_detected(tmp_path):
 
 
 def test_ignore_patterns_keep_model_files(tmp_path):
-    from belle_hf.hub.push import files_to_upload, ignore_patterns
+    from belle_hf.hub.ignore import files_to_upload, ignore_patterns
 
     for rel in ["model.safetensors", "tokenizer.json", "tokenizer_config.json", "sub/.env", ".env.local",
                 "hf_token.txt", "checkpoint-5/optimizer.pt", "scheduler.pt", "runs/events", "README.md"]:

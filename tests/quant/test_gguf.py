@@ -33,7 +33,8 @@ def test_export_gguf_reads_back(run_belle, tiny_model_dir, tmp_path, gguf_type):
     code, stdout, err = run_belle("export", "gguf", tiny_model_dir, "-o", out, "--type", gguf_type)
     assert code == 0, err
     assert str(out) in stdout
-    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left
+    # No temporary file left; the lineage record (belle_hf.hub.lineage) sits beside the export.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "belle_lineage.json"])
 
     config = json.loads((tiny_model_dir / "config.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

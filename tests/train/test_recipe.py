@@ -132,10 +132,10 @@ def test_recipes_refuse_tokens(write_recipe):
 
 
 def test_model_card_draft_of_a_paper_recipe():
-    from belle_hf.train.card import build_model_card
+    from belle_hf.train.card import training_card
 
     recipe = load_recipe(RECIPES / "belle" / "llama-7b-lora-2M.yaml")
-    card = build_model_card(recipe, {"train": {"train_loss": 1.25}, "examples": {"train": 10, "eval": 1}})
+    card = training_card(recipe, {"train": {"train_loss": 1.25}, "examples": {"train": 10, "eval": 1}})
     assert card.data.base_model == "huggyllama/llama-7b"
     assert card.data.base_model_relation == "adapter"
     assert card.data.datasets == ["BelleGroup/train_2M_CN"]
@@ -143,7 +143,7 @@ def test_model_card_draft_of_a_paper_recipe():
     text = str(card)
     assert "| learning_rate | 0.0002 |" in text and "| LoRA r / alpha / dropout | 8 / 16 / 0.05 |" in text
     assert "| train_loss | 1.25 |" in text and "research use only" in text
-    full = build_model_card(load_recipe(RECIPES / "belle" / "llama-7b-full-2M.yaml"))
+    full = training_card(load_recipe(RECIPES / "belle" / "llama-7b-full-2M.yaml"))
     assert full.data.library_name == "transformers" and full.data.base_model_relation == "finetune"
 
 

@@ -82,8 +82,9 @@ def test_interrupted_run_resumes_from_last_checkpoint(write_recipe, tmp_path):
 
 def test_merge_folds_the_adapter_into_the_base(run_belle, write_recipe, tmp_path):
     import torch
-    from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM
+
+    from belle_hf.models import adapter_base, load_model_and_tokenizer
 
     code, _, err = run_belle("train", write_recipe(), "lora.r=4", "training.max_steps=2",
                              "training.learning_rate=0.05")
@@ -93,9 +94,11 @@ def test_merge_folds_the_adapter_into_the_base(run_belle, write_recipe, tmp_path
     assert code == 0, err
     assert (merged_dir / "model.safetensors").is_file() and (merged_dir / "chat_template.jinja").is_file()
     ids = torch.tensor([[5, 17, 300, 42, 8]])
-    adapter = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    # The adapter records its local base relative to itself: belle's loader resolves it (peft alone reads it
+    # relative to the working directory).
+    adapter, _ = load_model_and_tokenizer(tmp_path / "out", device="cpu")
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
-    base = AutoModelForCausalLM.from_pretrained(adapter.peft_config["default"].base_model_name_or_path).eval()
+    base = AutoModelForCausalLM.from_pretrained(adapter_base(tmp_path / "out")).eval()
     with torch.no_grad():
         expected, got, before = adapter(ids).logits, merged(ids).logits, base(ids).logits
     assert torch.allclose(expected, got, atol=1e-4)

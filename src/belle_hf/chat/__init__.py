@@ -8,11 +8,11 @@
 """
 
 from belle_hf.chat.loading import load_chat_model, prepare_model_folder
-from belle_hf.chat.session import ChatSession, GenerationSettings, HFBackend, LlamaCppBackend
+from belle_hf.chat.session import ChatSession, ChatSettings, HFBackend, LlamaCppBackend
 
 __all__ = [
     "ChatSession",
-    "GenerationSettings",
+    "ChatSettings",
     "HFBackend",
     "LlamaCppBackend",
     "load_chat_model",

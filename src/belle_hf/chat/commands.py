@@ -23,19 +23,20 @@ def chat(
     """Chat with MODEL in the terminal, replies streamed as they are generated (/reset, /exit)."""
     import sys
 
-    from belle_hf.chat.loading import load_chat_model, load_tokenizer
-    from belle_hf.chat.session import ChatSession, GenerationSettings, HFBackend, LlamaCppBackend
+    from belle_hf.chat.loading import load_chat_model
+    from belle_hf.chat.session import ChatSession, ChatSettings, HFBackend, LlamaCppBackend
     from belle_hf.chat.terminal import run_terminal_chat
     from belle_hf.errors import BelleError
+    from belle_hf.models import load_chat_tokenizer
 
     if gguf is not None and adapter is not None:
         raise BelleError("--adapter applies to HF models; merge it before exporting the GGUF file")
     if gguf is not None and not gguf.is_file():
         raise BelleError(f"{gguf}: GGUF file not found")
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+    settings = ChatSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                   repetition_penalty=repetition_penalty)
     if gguf is not None:
-        backend = LlamaCppBackend(str(gguf), load_tokenizer(model))
+        backend = LlamaCppBackend(str(gguf), load_chat_tokenizer(model))
     else:
         backend = HFBackend(*load_chat_model(model, adapter))
     session = ChatSession(backend, settings, system)

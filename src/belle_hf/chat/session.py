@@ -15,8 +15,8 @@ from belle_hf.errors import BelleError
 
 
 @dataclass
-class GenerationSettings:
-    """Sampling settings of each reply."""
+class ChatSettings:
+    """Sampling settings of each chat reply (eval generate has its own, greedy by default: `belle_hf.eval.generate.GenerationSettings`)."""
 
     max_new_tokens: int = 256
     temperature: float = 0.7
@@ -30,7 +30,7 @@ class Backend(Protocol):
 
     def count_tokens(self, messages: list[dict[str, str]]) -> int: ...
 
-    def stream(self, messages: list[dict[str, str]], settings: GenerationSettings) -> Iterator[str]: ...
+    def stream(self, messages: list[dict[str, str]], settings: ChatSettings) -> Iterator[str]: ...
 
 
 def _context_length(model, tokenizer) -> int:
@@ -56,7 +56,7 @@ class HFBackend:
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return int(self._inputs(messages)["input_ids"].shape[1])
 
-    def generate_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
+    def generate_kwargs(self, settings: ChatSettings) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
             "repetition_penalty": settings.repetition_penalty,
@@ -70,7 +70,7 @@ class HFBackend:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def stream(self, messages: list[dict[str, str]], settings: GenerationSettings) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], settings: ChatSettings) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
         inputs = self._inputs(messages).to(self.model.device)
@@ -116,7 +116,7 @@ class LlamaCppBackend:
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return len(self.llm.tokenize(self._prompt(messages).encode("utf-8"), add_bos=True, special=True))
 
-    def stream(self, messages: list[dict[str, str]], settings: GenerationSettings) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]], settings: ChatSettings) -> Iterator[str]:
         chunks = self.llm.create_completion(
             self._prompt(messages), max_tokens=settings.max_new_tokens, temperature=settings.temperature,
             top_p=settings.top_p, repeat_penalty=settings.repetition_penalty, stream=True,
@@ -130,16 +130,16 @@ class LlamaCppBackend:
 class ChatSession:
     """Conversation state: the turns so far, trimmed (oldest first) to fit the context length."""
 
-    def __init__(self, backend: Backend, settings: GenerationSettings | None = None, system: str | None = None):
+    def __init__(self, backend: Backend, settings: ChatSettings | None = None, system: str | None = None):
         self.backend = backend
-        self.settings = settings or GenerationSettings()
+        self.settings = settings or ChatSettings()
         self.system = system
         self.history: list[dict[str, str]] = []
         self.dropped_turns = 0
         """Turns dropped from the start of the history so far to stay within the context."""
 
     @classmethod
-    def from_model(cls, model, tokenizer, settings: GenerationSettings | None = None, system: str | None = None,
+    def from_model(cls, model, tokenizer, settings: ChatSettings | None = None, system: str | None = None,
                    context_length: int | None = None) -> "ChatSession":
         return cls(HFBackend(model, tokenizer, context_length), settings, system)
 

@@ -11,6 +11,7 @@ from typing import Any
 from belle_hf.data.registry import resolve_corpus
 from belle_hf.data.schemas import detect_schema, get_normalizer
 from belle_hf.errors import BelleError, DataFormatError
+from belle_hf.models import is_hub_id
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 _RECORD_SUFFIXES = (".json", ".jsonl", ".parquet")
@@ -76,7 +77,7 @@ def _load_raw(name_or_path: str, split: str, streaming: bool, config_name: str |
     if name_or_path.startswith("hf://"):
         return datasets.load_dataset(_builder_for(name_or_path), data_files={split: name_or_path}, split=split,
                                      streaming=streaming, **kwargs)
-    if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/")):
+    if is_hub_id(name_or_path):
         return datasets.load_dataset(name_or_path, config_name, split=split, streaming=streaming, **kwargs)
     raise BelleError(
         f"{name_or_path!r} is not a local file or folder, a BELLE corpus name, an hf:// path or a Hub dataset id"

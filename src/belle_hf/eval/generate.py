@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from belle_hf.errors import BelleError
 from belle_hf.eval.eval_set import EvalQuestion, load_eval_set
 from belle_hf.eval.resumable import ResumableJsonl, row_key
+from belle_hf.hub.lineage import attach_evaluation
 from belle_hf.interrupts import resume_hint
 from belle_hf.io import check_output_is_not_input
+from belle_hf.models import resolve_adapter
 from belle_hf.redact import redact_url
 from belle_hf.templates import render_belle_prompt
 
@@ -58,6 +60,7 @@ class LocalGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        model, adapter = resolve_adapter(model, adapter)  # a LoRA folder as MODEL means its base plus it
         self.settings = settings or GenerationSettings()
         device = self.settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(model)
@@ -172,4 +175,6 @@ def generate_answers(
         raise BelleError(f"{failures} of {len(todo)} questions got no answer from {redact_url(endpoint.base_url)}; "
                          f"{len(todo) - failures} answers are kept in {store.partial}, rerun to retry the rest")
     store.finish(store.get(key) for key in keys)
+    if endpoint is None:  # answers of a local model folder are attached to its lineage record
+        attach_evaluation(adapter or model, answers=output, settings=asdict(settings))
     return f"answered {len(questions)} questions ({resumed} reused from an earlier run) -> {output}"

@@ -26,6 +26,7 @@ from belle_hf.eval.eval_set import OTHERS_CLASSES, JudgePrompts, _require_text, 
 from belle_hf.eval.request import build_judge_messages
 from belle_hf.eval.resumable import ResumableJsonl, row_key
 from belle_hf.eval.scores import parse_score
+from belle_hf.hub.lineage import attach_evaluation
 from belle_hf.interrupts import resume_hint
 from belle_hf.io import atomic_write_text, check_output_is_not_input
 from belle_hf.llm import ChatClient, ChatResult, EndpointConfig
@@ -213,6 +214,7 @@ def judge_file(
     store.finish(judged)
     if summary is not None:
         atomic_write_text(summary, json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        attach_evaluation(Path(summary).parent, summary=summary)  # a summary saved in a model folder is its score
     check_failures(judged, result, max_failed)
     return result
 

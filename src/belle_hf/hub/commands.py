@@ -67,104 +67,107 @@ def xor_encode_legacy(
         typer.echo(f"encoded {file} -> {legacy_encode(file, key, output)}")
 
 
-def _card_options(base_model, datasets, license, license_name, license_link, eval_summary, description) -> dict:
-    return {"base_model": base_model, "datasets": datasets or None, "license": license, "license_name": license_name,
-            "license_link": license_link, "eval_summary": eval_summary, "description": description}
+def card_options(**help_overrides: str):
+    """Add the :class:`~belle_hf.hub.cards.CardOptions` fields to a command as typer options (flag and
+    help from each field's metadata; ``help_overrides`` by field name) and hand the command one
+    ``card: CardOptions``. The seven options are declared once, in the dataclass."""
+    import functools
+    import inspect
+    from dataclasses import fields
 
+    from belle_hf.hub.cards import CardOptions
 
-BASE_HELP = "Hub id of the base model (card: base_model)."
-DATASETS_HELP = "Hub ids of the training datasets (repeatable; default BelleGroup/train_0.5M_CN)."
-LICENSE_HELP = "Hub license id; 'other' needs --license-name and --license-link (e.g. LLaMA-1)."
-EVAL_HELP = "Eval summary JSON from `belle eval judge --summary`, shown as eval results."
+    def decorate(command):
+        signature = inspect.signature(command)
+        kept = [param for name, param in signature.parameters.items() if name != "card"]
+        annotations = {name: value for name, value in command.__annotations__.items() if name != "card"}
+        added = []
+        for option in fields(CardOptions):
+            annotation = Optional[List[str]] if option.metadata["repeatable"] else Optional[str]
+            default = typer.Option(None, option.metadata["flag"],
+                                   help=help_overrides.get(option.name, option.metadata["help"]))
+            added.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                           annotation=annotation))
+            annotations[option.name] = annotation
+
+        @functools.wraps(command)
+        def with_card(**values):
+            card = CardOptions(**{option.name: values.pop(option.name) for option in fields(CardOptions)})
+            return command(card=card, **values)
+
+        with_card.__signature__ = signature.replace(parameters=kept + added)
+        with_card.__annotations__ = annotations
+        return with_card
+
+    return decorate
 
 
 @hub_app.command("push-model")
+@card_options()
 def push_model(
     folder: Path = typer.Argument(..., help="Model folder (save_pretrained output)."),
     repo_id: str = typer.Argument(..., help="namespace/name on the Hub (HF_ENDPOINT)."),
-    base_model: Optional[str] = typer.Option(None, "--base-model", help=BASE_HELP),
-    datasets: Optional[List[str]] = typer.Option(None, "--dataset", help=DATASETS_HELP),
-    license: Optional[str] = typer.Option(None, "--license", help=LICENSE_HELP),
-    license_name: Optional[str] = typer.Option(None, "--license-name"),
-    license_link: Optional[str] = typer.Option(None, "--license-link"),
-    eval_summary: Optional[Path] = typer.Option(None, "--eval-summary", help=EVAL_HELP),
-    description: Optional[str] = typer.Option(None, "--description"),
-    merged: bool = typer.Option(False, "--merged", help="An adapter merged into its base (relation: merge)."),
+    merged: bool = typer.Option(False, "--merged", help="An adapter merged into its base (relation: merge); "
+                                "default: what the folder's lineage says."),
     private: bool = typer.Option(False, "--private"),
     include_training_state: bool = typer.Option(False, "--include-training-state",
                                                 help="Also upload checkpoints, optimizer/scheduler/RNG states."),
+    card=None,
 ) -> None:
-    """Push a fine-tuned model folder with a generated, validated card."""
+    """Push a fine-tuned model folder with a card built from its records and validated."""
     from belle_hf.hub.push import push_model as push
 
     result = push(folder, repo_id, merged=merged, private=private, include_training_state=include_training_state,
-                  **_card_options(base_model, datasets, license, license_name, license_link, eval_summary, description))
+                  options=card)
     typer.echo(result.summary())
 
 
 @hub_app.command("push-adapter")
+@card_options()
 def push_adapter(
     folder: Path = typer.Argument(..., help="peft adapter folder (adapter_config.json + weights)."),
     repo_id: str = typer.Argument(..., help="namespace/name on the Hub (HF_ENDPOINT)."),
-    base_model: Optional[str] = typer.Option(None, "--base-model", help=BASE_HELP + " Default: from adapter_config.json."),
-    datasets: Optional[List[str]] = typer.Option(None, "--dataset", help=DATASETS_HELP),
-    license: Optional[str] = typer.Option(None, "--license", help=LICENSE_HELP),
-    license_name: Optional[str] = typer.Option(None, "--license-name"),
-    license_link: Optional[str] = typer.Option(None, "--license-link"),
-    eval_summary: Optional[Path] = typer.Option(None, "--eval-summary", help=EVAL_HELP),
-    description: Optional[str] = typer.Option(None, "--description"),
     private: bool = typer.Option(False, "--private"),
     include_training_state: bool = typer.Option(False, "--include-training-state"),
+    card=None,
 ) -> None:
-    """Push a LoRA adapter with a generated, validated card (relation: adapter)."""
+    """Push a LoRA adapter (never its base model) with a generated, validated card (relation: adapter)."""
     from belle_hf.hub.push import push_adapter as push
 
-    result = push(folder, repo_id, private=private, include_training_state=include_training_state,
-                  **_card_options(base_model, datasets, license, license_name, license_link, eval_summary, description))
+    result = push(folder, repo_id, private=private, include_training_state=include_training_state, options=card)
     typer.echo(result.summary())
 
 
 @hub_app.command("push-quantized")
+@card_options()
 def push_quantized(
     folder: Path = typer.Argument(..., help="Quantized model folder (GPTQ/AWQ/bnb) or folder of GGUF files."),
     repo_id: str = typer.Argument(..., help="namespace/name on the Hub (HF_ENDPOINT)."),
-    base_model: Optional[str] = typer.Option(None, "--base-model", help=BASE_HELP),
     quantization: Optional[str] = typer.Option(None, "--quantization", help="e.g. 'GPTQ 4-bit' (default: detected)."),
-    datasets: Optional[List[str]] = typer.Option(None, "--dataset", help=DATASETS_HELP),
-    license: Optional[str] = typer.Option(None, "--license", help=LICENSE_HELP),
-    license_name: Optional[str] = typer.Option(None, "--license-name"),
-    license_link: Optional[str] = typer.Option(None, "--license-link"),
-    eval_summary: Optional[Path] = typer.Option(None, "--eval-summary", help=EVAL_HELP),
-    description: Optional[str] = typer.Option(None, "--description"),
     private: bool = typer.Option(False, "--private"),
+    card=None,
 ) -> None:
     """Push a quantized model with a generated, validated card (relation: quantized)."""
     from belle_hf.hub.push import push_quantized as push
 
-    result = push(folder, repo_id, private=private, quantization=quantization,
-                  **_card_options(base_model, datasets, license, license_name, license_link, eval_summary, description))
+    result = push(folder, repo_id, private=private, quantization=quantization, options=card)
     typer.echo(result.summary())
 
 
 @hub_app.command("push-xor")
+@card_options(base_model="Hub id of the license-restricted base (default: from the diff's lineage).",
+              license="Hub license id of the decoded weights (default: other, with LLaMA-1's license name and link).")
 def push_xor(
     diff: Path = typer.Argument(..., help="Diff folder from `belle xor encode`."),
     repo_id: str = typer.Argument(..., help="namespace/name on the Hub (HF_ENDPOINT)."),
-    base_model: Optional[str] = typer.Option(None, "--base-model", help="Hub id of the license-restricted base."),
-    datasets: Optional[List[str]] = typer.Option(None, "--dataset", help=DATASETS_HELP),
-    license: Optional[str] = typer.Option(None, "--license", help=LICENSE_HELP + " Default: other (llama-license)."),
-    license_name: Optional[str] = typer.Option(None, "--license-name"),
-    license_link: Optional[str] = typer.Option(None, "--license-link"),
-    eval_summary: Optional[Path] = typer.Option(None, "--eval-summary", help=EVAL_HELP),
-    description: Optional[str] = typer.Option(None, "--description"),
     private: bool = typer.Option(False, "--private"),
     gated: bool = typer.Option(True, "--gated/--not-gated", help="Require manual access approval."),
+    card=None,
 ) -> None:
     """Push an XOR diff with decode instructions and gated access."""
     from belle_hf.hub.push import push_xor as push
 
-    result = push(diff, repo_id, private=private, gated=gated,
-                  **_card_options(base_model, datasets, license, license_name, license_link, eval_summary, description))
+    result = push(diff, repo_id, private=private, gated=gated, options=card)
     typer.echo(result.summary())
 
 

@@ -10,37 +10,21 @@ unless asked for, and the files and the card go up in one commit. The endpoint i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from belle_hf.errors import BelleError
-from belle_hf.hub.cards import CardConfig, build_model_card, load_eval_summary
+from belle_hf.hub.cards import CardOptions, build_model_card, card_for_folder
+from belle_hf.hub.ignore import files_to_upload, ignore_patterns
 from belle_hf.hub.secrets import scan_for_secrets
-from belle_hf.quant.report import REPORT_FILE as QUALITY_REPORT_FILE
 
 logger = logging.getLogger(__name__)
-
-SECRET_PATTERNS = [
-    ".env", "*/.env", ".env.*", "*/.env.*", "*.env",
-    "token", "*/token", ".token", "*/.token", "*.token", "hf_token*", "*/hf_token*", ".hf_token",
-    "stored_tokens", "*/stored_tokens", ".netrc", "*/.netrc", ".git-credentials", "*/.git-credentials",
-    "*.pem", "*.key", "id_rsa*", "*/id_rsa*", "credentials*", "*/credentials*",
-]
-"""Never uploaded (fnmatch patterns on the path in the repo; ``*`` also matches ``/``)."""
-
-JUNK_PATTERNS = [
-    "__pycache__/*", "*/__pycache__/*", "*.pyc", ".cache/*", "*/.cache/*", ".ipynb_checkpoints/*",
-    "*/.ipynb_checkpoints/*", ".DS_Store", "*/.DS_Store", "wandb/*", "runs/*", "*.tmp", ".*.tmp",
-]
-TRAINING_STATE_PATTERNS = [
-    "checkpoint-*", "*/checkpoint-*", "optimizer.pt", "*/optimizer.pt", "optimizer.bin", "*/optimizer.bin",
-    "scheduler.pt", "*/scheduler.pt", "rng_state*", "*/rng_state*", "training_args.bin", "*/training_args.bin",
-    "trainer_state.json", "*/trainer_state.json", "scaler.pt", "*/scaler.pt", "global_step*", "*/global_step*",
-]
 
 
 @dataclass
@@ -54,20 +38,6 @@ class PushResult:
         return f"pushed {len(self.files)} files to {self.repo_type} {self.repo_id}: {self.commit_url}"
 
 
-def ignore_patterns(include_training_state: bool = False, extra: list[str] | None = None) -> list[str]:
-    """The patterns :func:`push_folder` excludes; training state only when not asked for."""
-    patterns = SECRET_PATTERNS + JUNK_PATTERNS + (extra or [])
-    return patterns if include_training_state else patterns + TRAINING_STATE_PATTERNS
-
-
-def files_to_upload(folder: str | os.PathLike, patterns: list[str]) -> list[str]:
-    """Relative paths under ``folder`` that survive ``patterns`` (same matching as ``upload_folder``)."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    folder = Path(folder)
-    paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    paths = [p for p in paths if not p.startswith(".git/") and "/.git/" not in p]
-    return list(filter_repo_objects(paths, ignore_patterns=patterns))
 
 
 def _warn_about_xet() -> None:
@@ -78,12 +48,88 @@ def _warn_about_xet() -> None:
                        "Hugging Face Hub's own storage", constants.ENDPOINT)
 
 
+# What to do about each status the Hub answers a push with (printed as one line, no traceback).
+_HTTP_ADVICE = {
+    401: "Hub refused the token (401 Unauthorized): run `hf auth login` or set HF_TOKEN to a valid token",
+    403: "Hub refused access (403 Forbidden): the token cannot write to this namespace; use a token with "
+         "write access to it",
+    404: "Hub answered 404 Not Found: check the repository id and HF_ENDPOINT",
+    413: "Hub refused a file as too large (413)",
+    429: "Hub is rate-limiting (429 Too Many Requests): wait a minute and push again",
+}
+
+
+@contextlib.contextmanager
+def hub_errors(repo_id: str) -> Iterator[None]:
+    """Turn the Hub's HTTP errors into one-line :class:`BelleError` naming the status and what to do."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except HfHubHTTPError as error:
+        response = getattr(error, "response", None)
+        status = getattr(response, "status_code", None)
+        server = getattr(error, "server_message", None) or ""
+        advice = _HTTP_ADVICE.get(status) or f"Hub request failed ({status or 'no status'})"
+        detail = f" [{server.strip().splitlines()[0]}]" if server.strip() else ""
+        raise BelleError(f"{repo_id} at {constants.ENDPOINT}: {advice}{detail}") from None
+
+
+# Files whose values may name local paths (a recipe's output_dir, quantize's sources): uploaded
+# with absolute paths reduced to their names, so no machine path reaches the Hub.
+PORTABLE_FILES = ("recipe.yaml", "metrics.json", "quality.json", "summary.json", "belle_lineage.json",
+                  "adapter_config.json")
+
+
+def _portable_bytes(path: Path, overrides: dict | None = None) -> bytes | None:
+    """The portable version of a provenance file, or ``None`` when it is uploaded as is."""
+    import yaml
+
+    from belle_hf.hub.lineage import portable
+
+    if path.name not in PORTABLE_FILES:
+        return None
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        values = json.loads(text)
+        if overrides:
+            values.update(overrides)
+        cleaned = portable(values)
+        return None if cleaned == json.loads(text) else (json.dumps(cleaned, indent=2, ensure_ascii=False) + "\n").encode()
+    values = yaml.safe_load(text)
+    cleaned = portable(values)
+    return None if cleaned == values else yaml.safe_dump(cleaned, allow_unicode=True, sort_keys=False).encode()
+
+
+def _warn_about_local_paths(folder: Path, contents: dict[str, bytes | str]) -> None:
+    """Warn (naming the file) when a small text file still names this machine's folders."""
+    markers = {str(folder.resolve().parent).encode(), str(Path.home()).encode()} - {b"/"}
+    for rel, content in contents.items():
+        data = content if isinstance(content, bytes) else None
+        if data is None:
+            path = Path(content)
+            if path.suffix not in (".json", ".yaml", ".yml", ".md", ".txt", ".jinja") or path.stat().st_size > 1 << 22:
+                continue
+            data = path.read_bytes()
+        if any(marker in data for marker in markers):
+            logger.warning("%s names a local path of this machine; it is uploaded as is", rel)
+
+
 def push_folder(folder: str | os.PathLike, repo_id: str, card=None, *, repo_type: str = "model",
                 private: bool = False, token: str | None = None, include_training_state: bool = False,
-                exclude: list[str] | None = None, commit_message: str = "Upload with belle-hf") -> PushResult:
+                exclude: list[str] | None = None, commit_message: str = "Upload with belle-hf",
+                replace: dict[str, bytes] | None = None) -> PushResult:
     """Upload ``folder`` (minus secrets, junk and, unless asked, training state) and ``card`` as
-    README.md to ``repo_id``, in one commit; the repo is created if needed."""
+    README.md to ``repo_id``, in one commit; the repo is created if needed.
+
+    Provenance files (:data:`PORTABLE_FILES`) go up without absolute local paths; ``replace``
+    gives other contents for some files (by path in the repo). A folder with a lineage record
+    remembers where it was published (:func:`belle_hf.hub.lineage.record_publication`).
+    """
     from huggingface_hub import CommitOperationAdd, HfApi
+
+    from belle_hf.hub.lineage import record_publication
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -96,60 +142,97 @@ def push_folder(folder: str | os.PathLike, repo_id: str, card=None, *, repo_type
         raise BelleError(f"{folder}: nothing to upload")
     scan_for_secrets(folder, paths)
     _warn_about_xet()
+    contents: dict[str, bytes | str] = {}
+    for rel in paths:
+        replaced = (replace or {}).get(rel)
+        contents[rel] = replaced if replaced is not None else (_portable_bytes(folder / rel) or str(folder / rel))
+    _warn_about_local_paths(folder, contents)
     api = HfApi(token=token)
-    if card is not None:
-        card.validate(repo_type=repo_type)  # the Hub's own YAML check (after the offline one)
-    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in paths]
-    if card is not None:
-        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
-    info = api.create_commit(repo_id, operations, commit_message=commit_message, repo_type=repo_type)
+    with hub_errors(repo_id):
+        if card is not None:
+            card.validate(repo_type=repo_type)  # the Hub's own YAML check (after the offline one)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=content) for rel, content in contents.items()]
+        if card is not None:
+            operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
+        info = api.create_commit(repo_id, operations, commit_message=commit_message, repo_type=repo_type)
     uploaded = paths + (["README.md"] if card is not None else [])
     logger.info("pushed %d files to %s", len(uploaded), repo_id)
+    record_publication(folder, repo_id)
     return PushResult(repo_id, repo_type, info.commit_url, uploaded)
 
 
-def _card_config(repo_id: str, kind: str, **options) -> CardConfig:
-    summary = options.pop("eval_summary", None)
-    if summary is not None and not isinstance(summary, dict):
-        summary = load_eval_summary(summary)
-    options = {key: value for key, value in options.items() if value is not None}
-    return CardConfig(repo_id=repo_id, kind=kind, eval_summary=summary, **options)
+def _options(card_options: dict) -> CardOptions:
+    """``CardOptions`` from keyword arguments (or one ``options=CardOptions(...)``)."""
+    options = card_options.pop("options", None) or CardOptions()
+    unknown = set(card_options) - set(CardOptions.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown card option(s): {', '.join(sorted(unknown))}")
+    for key, value in card_options.items():
+        if value is not None:
+            setattr(options, key, value)
+    return options
 
 
 def push_model(folder: str | os.PathLike, repo_id: str, *, merged: bool = False, private: bool = False,
                token: str | None = None, include_training_state: bool = False, **card_options) -> PushResult:
     """Push a full fine-tuned (or, with ``merged``, adapter-merged) model folder with its card.
 
-    ``card_options`` are :class:`~belle_hf.hub.cards.CardConfig` fields (``base_model``,
+    ``card_options`` are :class:`~belle_hf.hub.cards.CardOptions` fields (``base_model``,
     ``datasets``, ``license``, ``license_name``, ``license_link``, ``eval_summary`` (a dict or
-    the path of a summary JSON), ``description``...).
+    the path of a summary JSON), ``description``), or ``options=CardOptions(...)``; what they do not
+    say comes from the folder (``recipe.yaml``, ``metrics.json``, ``summary.json``, lineage).
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise BelleError(f"{folder}: not a model folder (config.json is missing)")
-    card = build_model_card(_card_config(repo_id, "merge" if merged else "model", **card_options))
+    kind = "merge" if merged or (_stage(folder) == "merge") else "model"
+    card = build_model_card(card_for_folder(folder, repo_id, kind, _options(card_options)))
     return push_folder(folder, repo_id, card, private=private, token=token,
                        include_training_state=include_training_state)
+
+
+def _stage(folder: Path) -> str | None:
+    from belle_hf.hub.lineage import read_lineage
+
+    return (read_lineage(folder) or {}).get("stage")
 
 
 def push_adapter(folder: str | os.PathLike, repo_id: str, *, private: bool = False, token: str | None = None,
                  include_training_state: bool = False, **card_options) -> PushResult:
-    """Push a peft adapter folder; ``base_model`` defaults to the adapter config's
-    ``base_model_name_or_path`` when that is a Hub id."""
+    """Push a peft adapter folder, never its base model.
+
+    ``base_model`` defaults to the adapter config's ``base_model_name_or_path`` when that is a
+    Hub id; the uploaded config then names that id. A base that is not on the Hub (the
+    quickstart's ``base-model/``) stays behind, with a warning: users need their own copy.
+    """
+    from belle_hf.models import adapter_base, is_adapter_folder, is_hub_id, recorded_base
+
     folder = Path(folder)
-    config_path = folder / "adapter_config.json"
-    if not config_path.is_file():
+    if not is_adapter_folder(folder):
         raise BelleError(f"{folder}: not a peft adapter folder (adapter_config.json is missing)")
-    if card_options.get("base_model") is None:
-        base = json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
-        if base and not Path(base).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", base):
-            card_options["base_model"] = base
-    card = build_model_card(_card_config(repo_id, "adapter", **card_options))
-    return push_folder(folder, repo_id, card, private=private, token=token,
+    options = _options(card_options)
+    recorded = recorded_base(folder)
+    if options.base_model is None and recorded and is_hub_id(recorded):
+        options.base_model = recorded
+    config = card_for_folder(folder, repo_id, "adapter", options)
+    exclude = []
+    if recorded and not is_hub_id(recorded):
+        base_path = Path(adapter_base(folder)).resolve()
+        if base_path.is_relative_to(folder.resolve()):
+            exclude = [f"{base_path.relative_to(folder.resolve()).as_posix()}/*"]
+    if config.base_model is None:
+        logger.warning("the base model of %s (%s) is not on the Hub: it is not uploaded, and users of %s need "
+                       "their own copy; push it first and pass its id as base_model to link it",
+                       folder, recorded, repo_id)
+    replace = {}
+    if config.base_model is not None and config.base_model != recorded:
+        adapter_config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        adapter_config["base_model_name_or_path"] = config.base_model
+        replace["adapter_config.json"] = (json.dumps(adapter_config, indent=2, sort_keys=True) + "\n").encode()
+    card = build_model_card(config)
+    return push_folder(folder, repo_id, card, private=private, token=token, exclude=exclude, replace=replace,
                        include_training_state=include_training_state)
-
-
 def detect_quantization(folder: Path) -> str | None:
     """``GPTQ 4-bit``, ``AWQ 4-bit``, ``bitsandbytes 4-bit``, ``GGUF <type>`` ... from the folder."""
     ggufs = sorted(folder.glob("*.gguf"))
@@ -168,17 +251,18 @@ def detect_quantization(folder: Path) -> str | None:
 
 
 def push_quantized(folder: str | os.PathLike, repo_id: str, *, private: bool = False, token: str | None = None,
-                   **card_options) -> PushResult:
-    """Push a quantized model (GPTQ/AWQ/bitsandbytes folder or GGUF files) with its card."""
+                   quantization: str | None = None, **card_options) -> PushResult:
+    """Push a quantized model (GPTQ/AWQ/bitsandbytes folder, or a folder of GGUF files) with its card;
+    ``quality.json`` (``belle quantize``) and the lineage record fill it in."""
     folder = Path(folder)
-    quantization = card_options.pop("quantization", None) or detect_quantization(folder)
+    quantization = quantization or detect_quantization(folder)
     if quantization is None:
         raise BelleError(f"{folder}: no quantized weights found (no *.gguf and no quantization_config in "
                          "config.json); pass quantization= to say what it is")
-    quality_file = folder / QUALITY_REPORT_FILE  # written by ``belle quantize``
-    quality = json.loads(quality_file.read_text(encoding="utf-8")) if quality_file.is_file() else None
-    card = build_model_card(_card_config(repo_id, "quantized", quantization=quantization, **card_options),
-                            quality=quality)
+    gguf_files = sorted(p.name for p in folder.glob("*.gguf"))
+    kind = "gguf" if gguf_files else "quantized"
+    config = card_for_folder(folder, repo_id, kind, _options(card_options), quantization=quantization)
+    card = build_model_card(config, gguf_files=gguf_files)
     return push_folder(folder, repo_id, card, private=private, token=token)
 
 
@@ -192,16 +276,17 @@ def push_xor(diff_dir: str | os.PathLike, repo_id: str, *, private: bool = False
 
     manifest = read_manifest(diff_dir)
     files = [entry["path"] for entry in manifest["files"]]
-    if card_options.get("license") is None:  # the base's license governs the decoded weights
-        card_options["license"] = "other"
-    if card_options["license"] == "other":
-        card_options["license_name"] = card_options.get("license_name") or "llama-license"
-        card_options["license_link"] = (card_options.get("license_link")
-                                        or "https://github.com/facebookresearch/llama/blob/main/LICENSE")
-    card = build_model_card(_card_config(repo_id, "xor", **card_options), xor_files=files)
+    options = _options(card_options)
+    if options.license is None:  # the base's license governs the decoded weights
+        options.license = "other"
+    if options.license == "other":
+        options.license_name = options.license_name or "llama-license"
+        options.license_link = options.license_link or "https://github.com/facebookresearch/llama/blob/main/LICENSE"
+    card = build_model_card(card_for_folder(diff_dir, repo_id, "xor", options), xor_files=files)
     result = push_folder(diff_dir, repo_id, card, private=private, token=token)
     if gated:
-        HfApi(token=token).update_repo_settings(repo_id, gated="manual")
+        with hub_errors(repo_id):
+            HfApi(token=token).update_repo_settings(repo_id, gated="manual")
     return result
 
 
@@ -217,5 +302,6 @@ def push_dataset(source: str | os.PathLike, repo_id: str, *, private: bool = Fal
     # from the pushed shards later, which does not change what is checked here).
     validate_card(publish.dataset_card(publish.corpus_for(source, license=license), repo_id=repo_id,
                                        config_name=config_name, split=split), require_license_details=False)
-    return publish.publish_to_hub(source, repo_id, config_name=config_name, split=split, private=private,
-                                  schema=schema, license=license, token=token)
+    with hub_errors(repo_id):
+        return publish.publish_to_hub(source, repo_id, config_name=config_name, split=split, private=private,
+                                      schema=schema, license=license, token=token)

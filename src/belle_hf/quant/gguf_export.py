@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from belle_hf.errors import BelleError
 from belle_hf.extras import require_extra
+from belle_hf.hub.lineage import write_lineage
 from belle_hf.io import atomic_path
 
 if TYPE_CHECKING:
@@ -190,5 +191,6 @@ def export_gguf(model_dir: str | os.PathLike, out_file: str | os.PathLike, type:
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+    write_lineage(out_file, stage="gguf-export", parent=model_dir, settings={"type": type})
     logger.info("wrote %s (%s)", out_file, type)
     return out_file

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from belle_hf.errors import BelleError
 from belle_hf.extras import require_extra
+from belle_hf.hub.lineage import write_lineage
 from belle_hf.io import atomic_dir
 from belle_hf.quant.calibration import chat_texts, split_calibration_and_heldout, tokenize_calibration
 from belle_hf.quant.perplexity import perplexity
@@ -197,4 +198,5 @@ def quantize_gptq(
             seconds=round(time.perf_counter() - started, 2),
         )
         report.save(work_dir)
+        write_lineage(work_dir, stage="quantize", parent=model_dir, settings={"method": "gptq", **vars(settings)})
     return report

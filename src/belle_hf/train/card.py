@@ -1,102 +1,92 @@
-"""The model card draft written beside the trained weights (the hub stage publishes it).
+"""What ``belle train`` leaves beside the weights so that the run can be published truthfully:
+a portable adapter config, the lineage record (``belle_lineage.json``) and the model card draft.
 
-Built with ``huggingface_hub.ModelCard`` / ``ModelCardData``: metadata (base model, datasets,
-library, tags) in the YAML header, and the method, data mix and hyper-parameters in the body.
+The card comes from the card family of :mod:`belle_hf.hub.cards` (the same templates every
+push uses), so what ``belle hub push-*`` publishes later is this card with the push's options.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from belle_hf.train.recipe import SAMPLE_PREFIX, TINY_MODEL, Recipe
 
-# SFTConfig fields worth a line in the card, in this order, when the recipe sets them.
-CARD_HYPERPARAMETERS = (
-    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "lr_scheduler_type", "warmup_steps", "weight_decay", "max_length", "packing", "packing_strategy",
-    "bf16", "fp16", "deepspeed", "gradient_checkpointing",
-)
+
+def _source_file(path: str) -> Path | None:
+    """The local file (or folder) behind a data source, if it is one."""
+    if path.startswith(SAMPLE_PREFIX):
+        from belle_hf.testing.sample_data import SAMPLE_FILES, sample_data_path
+
+        key = path[len(SAMPLE_PREFIX):]
+        return sample_data_path(key) if key in SAMPLE_FILES else None
+    local = Path(path).expanduser()
+    return local if local.exists() else None
 
 
-def hub_dataset_ids(recipe: Recipe) -> list[str]:
-    """Hub dataset ids of the recipe's data (BELLE corpora and ``owner/name`` ids; files are left out)."""
-    from belle_hf.data.registry import resolve_corpus
+def data_provenance(recipe: Recipe) -> list[dict[str, Any]]:
+    """Each training source as the card and the lineage record show it: its Hub dataset id, or for
+    a local file its name and SHA-256 (a local file is not a Hub id), with weight and cap."""
+    from belle_hf.hub.cards import dataset_hub_id
+    from belle_hf.hub.lineage import content_hash, file_sha256, output_hashes
 
-    ids = []
+    sources = []
     for source in recipe.data:
-        corpus = resolve_corpus(source.path)
-        if corpus is not None:
-            ids.append(corpus.repo_id)
-        elif source.path.startswith("hf://datasets/"):
-            ids.append("/".join(source.path[len("hf://datasets/"):].split("/")[:2]))
-        elif (source.path.count("/") == 1 and not source.path.startswith((".", "/", SAMPLE_PREFIX))
-              and not Path(source.path).exists()):
-            ids.append(source.path)
-    return list(dict.fromkeys(ids))
+        entry: dict[str, Any] = {"source": source.path, "hub_id": None, "weight": source.weight,
+                                 "max_samples": source.max_samples}
+        local = _source_file(source.path)
+        if local is not None:
+            entry["source"] = source.path if source.path.startswith(SAMPLE_PREFIX) else local.name
+            entry["sha256"] = file_sha256(local) if local.is_file() else content_hash(output_hashes(local))
+        else:
+            entry["hub_id"] = dataset_hub_id(source.path)
+        sources.append(entry)
+    return sources
 
 
-def base_model_id(recipe: Recipe) -> str | None:
-    """The Hub id of the base model, or ``None`` for local folders and the tiny test model."""
-    if recipe.model == TINY_MODEL or Path(recipe.model).expanduser().exists():
-        return None
+def base_model_reference(recipe: Recipe, model_path: str | os.PathLike | None = None) -> str:
+    """The parent a run records: the recipe's Hub id, or the local folder it loaded (``tiny`` is built
+    into ``OUTPUT_DIR/base-model``)."""
+    if recipe.model == TINY_MODEL and model_path is not None:
+        return str(model_path)
     return recipe.model
 
 
-def build_model_card(recipe: Recipe, metrics: dict[str, Any] | None = None, model_path: str | None = None):
-    """A ``huggingface_hub.ModelCard`` describing the run of ``recipe``."""
-    from huggingface_hub import ModelCard, ModelCardData
+def training_card(recipe: Recipe, metrics: dict[str, Any] | None = None, folder: str | os.PathLike | None = None):
+    """The card of a run of ``recipe``: from ``folder``'s records when given (after training), else
+    from the recipe alone (a preview of what a run would publish)."""
+    from belle_hf.hub.cards import CardConfig, Provenance, build_model_card, card_for_folder
+    from belle_hf.models import is_hub_id
 
-    from belle_hf.data.registry import RESEARCH_USE_NOTICE, resolve_corpus
+    kind = "adapter" if recipe.is_peft else "model"
+    name = Path(recipe.output_dir).name
+    if folder is not None:
+        return build_model_card(card_for_folder(folder, name, kind))
+    provenance = Provenance(recipe=recipe.to_dict(), metrics=metrics or {})
+    provenance.lineage = {"stage": "train", "parent": {"id": recipe.model} if is_hub_id(recipe.model) else None,
+                          "data": data_provenance(recipe), "settings": {"recipe": recipe.to_dict()}}
+    return build_model_card(CardConfig(repo_id=name, kind=kind, base_model=provenance.base_model(kind),
+                                       datasets=provenance.hub_datasets(), provenance=provenance,
+                                       description=recipe.description.strip()))
 
-    metrics = metrics or {}
-    base = base_model_id(recipe)
-    data = ModelCardData(
-        base_model=base,
-        datasets=hub_dataset_ids(recipe) or None,
-        library_name="peft" if recipe.is_peft else "transformers",
-        language=["zh"],
-        pipeline_tag="text-generation",
-        tags=["belle", "trl", "sft", recipe.method],
-    )
-    if base:
-        data.base_model_relation = "adapter" if recipe.is_peft else "finetune"
-    method = {"full": "full-parameter fine-tuning", "lora": "LoRA", "qlora": "QLoRA (4-bit NF4 base)"}[recipe.method]
-    lines = [f"# {Path(recipe.output_dir).name}", ""]
-    lines.append(f"Supervised fine-tuning of `{base or recipe.model if recipe.model != TINY_MODEL else 'tiny'}` "
-                 f"with {method}, trained with TRL's `SFTTrainer` by belle-hf.")
-    if recipe.description:
-        lines += ["", recipe.description.strip()]
-    lines += ["", "## Training data", "", "| source | weight | max samples |", "| --- | --- | --- |"]
-    for source in recipe.data:
-        lines.append(f"| `{source.path}` | {source.weight if source.weight is not None else '-'} | "
-                     f"{source.max_samples if source.max_samples is not None else 'all'} |")
-    examples = metrics.get("examples", {})
-    if examples:
-        lines += ["", (f"{examples.get('train', 0)} training conversations, {examples.get('eval', 0)} held out for "
-                       "evaluation. Loss on assistant replies only (every turn).")]
-    truncation = metrics.get("truncation") or {}
-    if truncation.get("too_long"):
-        lines += ["", (f"{truncation['too_long']} conversations were longer than max_length="
-                       f"{truncation['max_length']} tokens ({truncation['policy']}).")]
-    if any(resolve_corpus(source.path) for source in recipe.data):
-        lines += ["", f"BELLE's data: {RESEARCH_USE_NOTICE}"]
-    lines += ["", "## Method and hyper-parameters", "", "| setting | value |", "| --- | --- |",
-              f"| method | {recipe.method} |", f"| chat template | {recipe.template} |", f"| seed | {recipe.seed} |"]
-    if recipe.is_peft:
-        lines += [f"| LoRA r / alpha / dropout | {recipe.lora.r} / {recipe.lora.alpha} / {recipe.lora.dropout} |",
-                  f"| LoRA target modules | {recipe.lora.target_modules or 'per-architecture default'} |"]
-    for key in CARD_HYPERPARAMETERS:
-        if key in recipe.training:
-            lines.append(f"| {key} | {recipe.training[key]} |")
-    results = {**(metrics.get("train") or {}), **(metrics.get("eval") or {})}
-    if results:
-        lines += ["", "## Results", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
-                  for key, value in results.items()]
-    lines += ["", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-              "tokenizer = AutoTokenizer.from_pretrained(PATH)  # BELLE's chat template is saved with it",
-              "messages = [{\"role\": \"user\", \"content\": \"你好\"}]",
-              "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\")",
-              "```", ""]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+def record_run(output_dir: str | os.PathLike, recipe: Recipe, model_path: str | os.PathLike | None = None) -> None:
+    """After ``belle train`` saved weights, ``recipe.yaml`` and ``metrics.json`` to ``output_dir``:
+    make the adapter's base reference portable, write the lineage record and the card draft."""
+    import json
+
+    from belle_hf.hub.lineage import portable, write_lineage
+    from belle_hf.io import atomic_write_text
+    from belle_hf.models import is_adapter_folder, make_adapter_portable
+
+    output_dir = Path(output_dir)
+    if is_adapter_folder(output_dir):
+        make_adapter_portable(output_dir)
+    metrics_file = output_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+    summary = {key: metrics[key] for key in ("train", "eval", "examples") if key in metrics}
+    write_lineage(output_dir, stage="train", parent=base_model_reference(recipe, model_path),
+                  relation="adapter" if recipe.is_peft else "finetune", data=data_provenance(recipe),
+                  settings={"recipe": portable(recipe.to_dict()), "metrics": summary})
+    atomic_write_text(output_dir / "README.md", str(training_card(recipe, folder=output_dir)))

@@ -14,19 +14,21 @@ def merge_adapter(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, ba
     """Merge the LoRA adapter in ``adapter_dir`` into its base model and save the full model
     (safetensors) and the adapter's tokenizer (with its chat template) to ``out_dir``.
 
-    ``base_model`` overrides the base recorded in ``adapter_config.json``. The result is written
-    to a temporary folder and renamed, so ``out_dir`` never holds a half-written model.
+    ``base_model`` overrides the base recorded in ``adapter_config.json`` (a Hub id, or a path
+    relative to the adapter folder). The result is written to a temporary folder and renamed, so
+    ``out_dir`` never holds a half-written model; its ``belle_lineage.json`` names the adapter as
+    parent and carries the adapter's eval results, marked as measured on it.
     """
-    from peft import PeftConfig, PeftModel
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from belle_hf.hub.lineage import write_lineage
+    from belle_hf.models import adapter_base, is_adapter_folder
+
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
+    if not is_adapter_folder(adapter_dir):
         raise BelleError(f"{adapter_dir}: no adapter_config.json; is this a LoRA output folder?")
-    config = PeftConfig.from_pretrained(str(adapter_dir))
-    base = base_model or config.base_model_name_or_path
-    if not base:
-        raise BelleError(f"{adapter_dir}: the adapter does not name its base model; pass --base")
+    base = base_model or adapter_base(adapter_dir)
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     except OSError as error:
@@ -37,4 +39,5 @@ def merge_adapter(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, ba
     with atomic_dir(out_dir) as staging:
         merged.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
+        write_lineage(staging, stage="merge", parent=adapter_dir, settings={"dtype": dtype, "base_model": base})
     return out_dir

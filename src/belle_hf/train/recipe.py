@@ -209,6 +209,7 @@ class Recipe:
         """Check that every data path resolves without downloading: a BELLE corpus name in the
         registry, a bundled sample, an existing local path, an ``hf://`` path or a Hub id."""
         from belle_hf.data.registry import resolve_corpus
+        from belle_hf.models import is_hub_id
 
         for i, item in enumerate(self.data):
             path = item.path
@@ -225,7 +226,7 @@ class Recipe:
                 continue
             elif path.startswith("BelleGroup/"):
                 raise BelleError(f"{source}: data[{i}]: {path!r} is not a BELLE corpus in the registry")
-            elif not (path.count("/") == 1 and not path.startswith((".", "/"))):
+            elif not is_hub_id(path):
                 raise BelleError(f"{source}: data[{i}]: {path!r} is not a BELLE corpus name, an existing file "
                                  "or folder, an hf:// path or a Hub dataset id")
 

@@ -22,7 +22,7 @@ from belle_hf.io import atomic_write_text
 from belle_hf.shipped import shipped_path
 from belle_hf.train.dataset import TokenizedSplits, TruncationReport, drop_fully_masked_rows, tokenize_recipe
 from belle_hf.train.recipe import SECRET_FIELDS, TINY_MODEL, Recipe
-from belle_hf.train.run_folder import (BASE_MODEL_DIR, CARD_FILE, METRICS_FILE, RECIPE_FILE, STAGING_DIR, RunPlan,
+from belle_hf.train.run_folder import (BASE_MODEL_DIR, METRICS_FILE, RECIPE_FILE, STAGING_DIR, RunPlan,
                                        checkpoints, plan_run, start_run)
 
 logger = logging.getLogger(__name__)
@@ -380,7 +380,7 @@ def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str,
     metrics, the recipe and the model card, each written atomically."""
     import json
 
-    from belle_hf.train.card import build_model_card
+    from belle_hf.train.card import record_run
 
     output_dir = Path(recipe.output_dir)
     staging = output_dir / STAGING_DIR
@@ -397,8 +397,7 @@ def save_outputs(trainer, recipe: Recipe, data: PreparedData, metrics: dict[str,
     public = public_recipe(recipe)
     atomic_write_text(output_dir / RECIPE_FILE, public.to_yaml())
     atomic_write_text(output_dir / METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False, default=str))
-    card = build_model_card(public, metrics, data.model_path)
-    atomic_write_text(output_dir / CARD_FILE, str(card))
+    record_run(output_dir, public, data.model_path)  # portable adapter config, lineage record, card
 
 
 def public_recipe(recipe: Recipe) -> Recipe:

@@ -25,17 +25,14 @@ from typing import Any
 import datasets
 import evaluate
 
+from belle_hf.citation import BELLE_CITATION
+
 _DESCRIPTION = """GPT-4 (or any OpenAI-compatible model) grades each answer from 0 to 1 with
 BELLE's per-class prompt, as in the BELLE papers. Returns the mean score overall and per class,
 score_wo_others (every class but math and code), the number of replies whose score could not be
 read or whose request failed (never counted as 0), token usage and estimated cost."""
 
-_CITATION = """@article{BELLE,
-  title={Towards Better Instruction Following Language Models for Chinese: Investigating the Impact of Training Data and Evaluation},
-  author={Yunjie Ji and Yan Gong and Yong Deng and Yiping Peng and Qiang Niu and Baochang Ma and Xiangang Li},
-  journal={arXiv preprint arXiv:2304.07854},
-  year={2023}
-}"""
+_CITATION = BELLE_CITATION  # the one citation of every card and metric
 
 _KWARGS_DESCRIPTION = """
 Args:

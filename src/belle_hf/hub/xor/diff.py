@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from belle_hf.errors import BelleError
+from belle_hf.hub.lineage import write_lineage
 from belle_hf.hub.xor.sources import BaseWeights, KeyBytes, read_full, read_safetensors_layout
 from belle_hf.io import _default_file_mode, atomic_write, atomic_write_text, relative_path, resolve_inside
 
@@ -138,7 +139,7 @@ class _Buffers(threading.local):
 def _target_files(target: Path, report: XorReport) -> list[Path]:
     """The files of ``target`` to encode: everything but secrets, caches and training state
     (the same exclusions as an upload, so a diff never carries a ``.env`` or optimizer state)."""
-    from belle_hf.hub.push import files_to_upload, ignore_patterns
+    from belle_hf.hub.ignore import files_to_upload, ignore_patterns
 
     every = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     every = [rel for rel in every if not (set(rel.split("/")) & SKIPPED_PARTS)]
@@ -224,6 +225,7 @@ def encode(base: str | os.PathLike, target: str | os.PathLike, out_dir: str | os
         atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     finally:
         base_weights.close()
+    write_lineage(out_dir, stage="xor-encode", parent=target, settings={"base": Path(base).name})
     return report
 
 
@@ -454,6 +456,8 @@ def decode(base: str | os.PathLike, diff_dir: str | os.PathLike, out_dir: str | 
                 finisher.wait()
     finally:
         base_weights.close()
+    # No record of its own: the decoded folder is the target byte for byte, with the target's
+    # belle_lineage.json among its files (a record added here would be a stale file to a rerun).
     return report
 
 
