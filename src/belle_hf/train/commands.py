@@ -34,10 +34,10 @@ def train_command(
     if preview:
         from belle_hf.train.trainer import preview as preview_examples
 
-        examples, report = preview_examples(loaded, preview)
+        examples, dropped = preview_examples(loaded, preview)
         for index, (full, trained) in enumerate(examples):
             typer.echo(f"=== example {index}: input ===\n{full}\n=== example {index}: tokens with loss ===\n{trained}\n")
-        typer.echo(f"dropped: {report.dropped_message()}")
+        typer.echo(f"dropped: {dropped.dropped_message()}")
         return
     if nproc < 1:
         raise BelleError("--nproc must be at least 1")
