@@ -25,7 +25,7 @@ def _write_run_recipe(tmp_path: Path, data_file: Path) -> Path:
         "model": "tiny", "method": "lora", "output_dir": str(tmp_path / "runs" / "quick"), "template": "belle",
         "data": [{"path": "sample:alpaca", "max_samples": 24}, {"path": str(data_file)}],
         "training": {"max_steps": 2, "per_device_train_batch_size": 4, "max_length": 128, "logging_steps": 1,
-                     "save_steps": 50, "learning_rate": 1e-3, "gradient_checkpointing": False,
+                     "save_steps": 50, "learning_rate": 1e-3, "activation_checkpointing": False,
                      "dataloader_num_workers": 0},
     }
     path = tmp_path / "quick.yaml"

@@ -59,7 +59,7 @@ def test_every_published_artifact_tells_where_it_came_from(hub, tiny_model_dir, 
               "data": [{"path": DATA, "max_samples": 40, "weight": 2.0}, {"path": str(local_data), "max_samples": 40}],
               "lora": {"modules_to_save": ["lm_head"]},
               "training": {"max_steps": 3, "per_device_train_batch_size": 8, "max_length": 128, "logging_steps": 1,
-                           "learning_rate": 1e-2, "gradient_checkpointing": False, "dataloader_num_workers": 0}}
+                           "learning_rate": 1e-2, "activation_checkpointing": False, "dataloader_num_workers": 0}}
     (tmp_path / "quick.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     belle("train", tmp_path / "quick.yaml")
     run = tmp_path / "runs" / "quick"
