@@ -81,15 +81,19 @@ def test_generate_failure_message_hides_a_query_string_key(tmp_path):
     assert _leaks(tmp_path, done.stdout, done.stderr) == []
 
 
-def test_scoring_page_announces_the_url_without_its_credentials(tmp_path):
+def _start_scoring_page(tmp_path, base_url: str, **popen) -> subprocess.Popen:
+    """A real `belle eval serve-page` on a free port, judging through ``base_url``."""
     prompts, _answers = _eval_files(tmp_path)
     eval_set = tmp_path / "eval_set.json"
     eval_set.write_text(json.dumps({"question": "问题", "class": "open qa", "std_answer": "北京"},
                                    ensure_ascii=False) + "\n", encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "belle_hf.cli", "eval", "serve-page", "--prompts", str(prompts),
-                                "--eval-set", str(eval_set), "--model", "gpt-4", "--port", "0",
-                                "--base-url", f"http://alice:{USER_SECRET}@127.0.0.1:9/v1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-m", "belle_hf.cli", "eval", "serve-page", "--prompts", str(prompts),
+                             "--eval-set", str(eval_set), "--model", "gpt-4", "--port", "0", "--base-url", base_url],
+                            stdout=subprocess.PIPE, text=True, **popen)
+
+
+def test_scoring_page_announces_the_url_without_its_credentials(tmp_path):
+    process = _start_scoring_page(tmp_path, f"http://alice:{USER_SECRET}@127.0.0.1:9/v1", stderr=subprocess.STDOUT)
     try:
         line = process.stdout.readline()
     finally:
@@ -101,14 +105,7 @@ def test_scoring_page_announces_the_url_without_its_credentials(tmp_path):
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_scoring_page_stopped_by_a_signal_exits_non_zero(tmp_path, signum, code):
-    prompts, _answers = _eval_files(tmp_path)
-    eval_set = tmp_path / "eval_set.json"
-    eval_set.write_text(json.dumps({"question": "问题", "class": "open qa", "std_answer": "北京"},
-                                   ensure_ascii=False) + "\n", encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "belle_hf.cli", "eval", "serve-page", "--prompts", str(prompts),
-                                "--eval-set", str(eval_set), "--model", "gpt-4", "--port", "0",
-                                "--base-url", "http://127.0.0.1:9/v1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = _start_scoring_page(tmp_path, "http://127.0.0.1:9/v1", stderr=subprocess.PIPE)
     try:
         assert "scoring page on http://" in process.stdout.readline()
         process.send_signal(signum)

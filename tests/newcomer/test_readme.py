@@ -9,6 +9,7 @@ paid API) carries ``<!-- readme-test: skip (reason) -->`` on the line before it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -64,7 +65,18 @@ def test_no_block_points_outside_the_checkout():
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+    """Each file's SHA-256; the lineage record without its ``evaluations``, which `belle eval
+    generate` attaches to the model it measured by design (issue 14), so only what the training run
+    recorded is compared."""
+
+    def content(path: Path) -> bytes:
+        if path.name == "belle_lineage.json":
+            record = json.loads(path.read_text(encoding="utf-8"))
+            record.pop("evaluations", None)
+            return json.dumps(record, sort_keys=True).encode()
+        return path.read_bytes()
+
+    return {str(path.relative_to(folder)): hashlib.sha256(content(path)).hexdigest()
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
