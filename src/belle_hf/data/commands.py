@@ -3,27 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Annotated, Optional
 
 import typer
+
+from belle_hf.options import config_options
 
 data_app = typer.Typer(help="Load, convert, clean, deduplicate, inspect and publish BELLE data.",
                        no_args_is_help=True)
 
 SCHEMA_HELP = "auto|alpaca|belle-multiturn|generated-chat|conversations|messages"
 
-# The options every pipeline command (clean, dedup, stats, mix) shares: where its stages run.
-Executor = Annotated[Optional[str], typer.Option(
-    "--executor", help="local (default: processes on this machine), slurm or ray (datatrove executors).")]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="Tasks run at once (local; default: all cores).")]
-Tasks = Annotated[Optional[int], typer.Option(
-    "--tasks", help="Shards the input is cut into (default: one per 64 MiB); the result does not depend on it.")]
-WorkDir = Annotated[Optional[Path], typer.Option(
-    "--work-dir", help="Temporary files, kept for a resume after a kill (default: .OUTPUT.belle-work beside the "
-    "output; on a cluster a shared folder).")]
-ClusterConfig = Annotated[Optional[Path], typer.Option(
-    "--cluster-config", help="YAML with executor, workers, tasks, work_dir and cluster: the Slurm or Ray options "
-    "(partition, time, cpus_per_task, mem_per_cpu_gb, env_command, ...).")]
+@dataclass
+class ExecutorOptions:
+    """Where a pipeline command (clean, dedup, stats, mix) runs its stages: the options it shares,
+    declared once (see :func:`belle_hf.options.config_options`). ``None`` means "not given", so a
+    ``--cluster-config`` file's values stand unless a flag overrides them."""
+
+    executor: Optional[str] = field(default=None, metadata={
+        "help": "local (default: processes on this machine), slurm or ray (datatrove executors)."})
+    workers: Optional[int] = field(default=None, metadata={
+        "help": "Tasks run at once (local; default: all cores)."})
+    tasks: Optional[int] = field(default=None, metadata={
+        "help": "Shards the input is cut into (default: one per 64 MiB); the result does not depend on it."})
+    work_dir: Optional[Path] = field(default=None, metadata={
+        "help": "Temporary files, kept for a resume after a kill (default: .OUTPUT.belle-work beside the output; "
+                "on a cluster a shared folder)."})
+    cluster_config: Optional[Path] = field(default=None, metadata={
+        "help": "YAML with executor, workers, tasks, work_dir and cluster: the Slurm or Ray options (partition, "
+                "time, cpus_per_task, mem_per_cpu_gb, env_command, ...)."})
+
+    def config(self):
+        """The library's :class:`~belle_hf.data.pipeline.ExecutorConfig`: the file, then the flags."""
+        from belle_hf.data.pipeline import ExecutorConfig
+
+        return ExecutorConfig.from_file(self.cluster_config, executor=self.executor, workers=self.workers,
+                                        tasks=self.tasks, work_dir=None if self.work_dir is None else str(self.work_dir))
+
+
+executor_options = config_options(ExecutorOptions, "run_on",
+                                  ("executor", "workers", "tasks", "work_dir", "cluster_config"))
 
 
 # The near-duplicate test, shared by dedup and mix.
@@ -38,13 +58,6 @@ def _dedup_config(threshold: float, ngram: int, num_perm: int, exact_only: bool)
     from belle_hf.data.dedup import DedupConfig
 
     return DedupConfig(threshold=threshold, ngram=ngram, num_perm=num_perm, near=not exact_only)
-
-
-def _executor(executor, workers, tasks, work_dir, cluster_config):
-    from belle_hf.data.pipeline import ExecutorConfig
-
-    return ExecutorConfig.from_file(cluster_config, executor=executor, workers=workers, tasks=tasks,
-                                    work_dir=None if work_dir is None else str(work_dir))
 
 
 def _echo(result) -> None:
@@ -120,6 +133,7 @@ def _check_outputs(src: Path, output: Path, report: Optional[Path]) -> None:
 
 
 @data_app.command("clean")
+@executor_options
 def clean(
     src: Optional[Path] = typer.Argument(None, help="Record file in any BELLE schema (JSON Lines, JSON array or "
                                          "parquet)."),
@@ -130,11 +144,7 @@ def clean(
                                         "see --list-rules)."),
     schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
     list_rules: bool = typer.Option(False, "--list-rules", help="Print the rules and exit."),
-    executor: Executor = None,
-    workers: Workers = None,
-    tasks: Tasks = None,
-    work_dir: WorkDir = None,
-    cluster_config: ClusterConfig = None,
+    run_on: ExecutorOptions = None,
 ) -> None:
     """Drop rows BELLE's cleaning rules reject (GPT mentions, English answers, empty/truncated, image/link tasks)."""
     from belle_hf.data.clean import clean_file, describe_rules
@@ -149,10 +159,11 @@ def clean(
     _check_outputs(src, output, report)
     selected = None if rules is None else [name for name in rules.split(",") if name.strip()]
     _echo(clean_file(src, output, rules=selected, schema=schema, report_path=report,
-                     executor=_executor(executor, workers, tasks, work_dir, cluster_config)))
+                     executor=run_on.config()))
 
 
 @data_app.command("dedup")
+@executor_options
 def dedup(
     src: Path = typer.Argument(..., help="Record file in any BELLE schema."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .jsonl (or .parquet) without duplicates."),
@@ -162,11 +173,7 @@ def dedup(
     exact_only: ExactOnly = False,
     schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the dedup report (JSON) here."),
-    executor: Executor = None,
-    workers: Workers = None,
-    tasks: Tasks = None,
-    work_dir: WorkDir = None,
-    cluster_config: ClusterConfig = None,
+    run_on: ExecutorOptions = None,
 ) -> None:
     """Remove exact duplicates, then near duplicates (MinHash-LSH on character n-grams); keep the first."""
     from belle_hf.data.dedup import dedup_file
@@ -174,10 +181,11 @@ def dedup(
     _check_outputs(src, output, report)
     config = _dedup_config(threshold, ngram, num_perm, exact_only)
     _echo(dedup_file(src, output, config=config, schema=schema, report_path=report,
-                     executor=_executor(executor, workers, tasks, work_dir, cluster_config)))
+                     executor=run_on.config()))
 
 
 @data_app.command("stats")
+@executor_options
 def stats(
     src: str = typer.Argument(..., help="Record file in any BELLE schema, corpus name, Hub id or dataset folder."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer (model folder or Hub id) for "
@@ -185,18 +193,14 @@ def stats(
     schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N rows."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    executor: Executor = None,
-    workers: Workers = None,
-    tasks: Tasks = None,
-    work_dir: WorkDir = None,
-    cluster_config: ClusterConfig = None,
+    run_on: ExecutorOptions = None,
 ) -> None:
     """Rows, turns (and turns per row), characters and token-length percentiles of a dataset."""
     from belle_hf.data.files import dump_json
     from belle_hf.data.stats import dataset_stats
 
     result = dataset_stats(src, tokenizer=tokenizer, schema=schema, limit=limit,
-                           executor=_executor(executor, workers, tasks, work_dir, cluster_config))
+                           executor=run_on.config())
     if result is None:
         _echo(result)
         return
@@ -215,6 +219,7 @@ def stats(
 
 
 @data_app.command("mix")
+@executor_options
 def mix(
     srcs: list[str] = typer.Argument(..., help="Record files or folders in any BELLE schema; duplicates keep the "
                                      "row of the first source that has it."),
@@ -226,11 +231,7 @@ def mix(
     exact_only: ExactOnly = False,
     schema: str = typer.Option("auto", "--schema", help=SCHEMA_HELP),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the mix report (JSON) here."),
-    executor: Executor = None,
-    workers: Workers = None,
-    tasks: Tasks = None,
-    work_dir: WorkDir = None,
-    cluster_config: ClusterConfig = None,
+    run_on: ExecutorOptions = None,
 ) -> None:
     """Normalize, clean and deduplicate several corpora together into parquet shards, keeping each row's source."""
     from belle_hf.data.mix import mix as mix_sources
@@ -238,7 +239,7 @@ def mix(
     config = _dedup_config(threshold, ngram, num_perm, exact_only)
     selected = None if rules is None else [name for name in rules.split(",") if name.strip()]
     _echo(mix_sources(srcs, output, rules=selected, config=config, schema=schema, report_path=report,
-                      executor=_executor(executor, workers, tasks, work_dir, cluster_config)))
+                      executor=run_on.config()))
 
 
 @data_app.command("card")
