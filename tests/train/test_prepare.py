@@ -23,13 +23,13 @@ def tokenize_calls(monkeypatch):
     from belle_hf.train import template
 
     calls = {"conversations": 0}
-    real = template.tokenize_conversations
+    real = template.encode_conversations
 
     def counting(tokenizer, conversations, chat_template=None):
         calls["conversations"] += len(conversations)
         return real(tokenizer, conversations, chat_template)
 
-    monkeypatch.setattr(template, "tokenize_conversations", counting)
+    monkeypatch.setattr(template, "encode_conversations", counting)
     return calls
 
 

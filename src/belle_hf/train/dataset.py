@@ -173,26 +173,45 @@ def tokenize_dataset(dataset, tokenizer, chat_template: str, max_length: int | N
     """
     import numpy as np
 
-    from belle_hf.train.template import tokenize_conversations
+    from belle_hf.train.template import encode_conversations
 
-    end_of_turn = end_of_turn_ids(tokenizer)
+    end_of_turn = np.array(sorted(end_of_turn_ids(tokenizer)), dtype=np.int64)
 
     def tokenize(batch, indices):
-        encoded = tokenize_conversations(tokenizer, batch["messages"], chat_template)
-        firsts, lasts = [], []
-        for index, mask, ends in zip(indices, encoded["assistant_masks"], encoded.pop("turn_ends")):
-            wrong = next((token for token in ends if token not in end_of_turn), None)
-            if wrong is not None:
-                raise BelleError(
-                    f"the chat template's {{% generation %}} block ends with {tokenizer.convert_ids_to_tokens(wrong)!r}, "
-                    f"not an end-of-turn token such as {tokenizer.eos_token!r}, so the model would never learn to "
-                    f"stop; put the end-of-turn token inside the block ({name} conversation {index})")
-            firsts.append(mask.index(1) if ends else -1)
-            lasts.append(len(mask) - 1 - mask[::-1].index(1) if ends else -1)
-        encoded["num_tokens"] = [len(ids) for ids in encoded["input_ids"]]
-        encoded["num_trained"] = [sum(mask) for mask in encoded["assistant_masks"]]
-        encoded["first_trained"], encoded["last_trained"] = firsts, lasts
-        return encoded
+        """One batch (an Arrow table) to its token columns, built with numpy and handed to
+        ``datasets`` as Arrow arrays: no Python list per token is ever made."""
+        import pyarrow as pa
+
+        encoded = encode_conversations(tokenizer, batch.column("messages").to_pylist(), chat_template)
+        wrong = np.flatnonzero(~np.isin(encoded.turn_ends, end_of_turn))
+        if len(wrong):
+            token, index = int(encoded.turn_ends[wrong[0]]), indices[int(encoded.turn_rows[wrong[0]])]
+            raise BelleError(
+                f"the chat template's {{% generation %}} block ends with {tokenizer.convert_ids_to_tokens(token)!r}, "
+                f"not an end-of-turn token such as {tokenizer.eos_token!r}, so the model would never learn to "
+                f"stop; put the end-of-turn token inside the block ({name} conversation {index})")
+        offsets, mask = encoded.offsets, encoded.assistant_masks
+        rows = len(offsets) - 1
+        trained_before = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+        positions = np.flatnonzero(mask)
+        owner = np.searchsorted(offsets, positions, side="right") - 1
+        with_trained, first_index = np.unique(owner, return_index=True)
+        last_index = np.append(first_index[1:], len(positions)) - 1
+        first, last = np.full(rows, -1, dtype=np.int64), np.full(rows, -1, dtype=np.int64)
+        first[with_trained] = positions[first_index] - offsets[with_trained]
+        last[with_trained] = positions[last_index] - offsets[with_trained]
+        list_offsets = pa.array(offsets.astype(np.int32) if offsets[-1] < 2**31 else offsets)
+        lists = pa.ListArray if list_offsets.type == pa.int32() else pa.LargeListArray
+        columns = {
+            "input_ids": lists.from_arrays(list_offsets, pa.array(encoded.input_ids.astype(np.int32))),
+            "assistant_masks": lists.from_arrays(list_offsets, pa.array(mask)),
+            "num_tokens": pa.array(np.diff(offsets)),
+            "num_trained": pa.array(trained_before[offsets[1:]] - trained_before[offsets[:-1]]),
+            "first_trained": pa.array(first), "last_trained": pa.array(last),
+        }
+        for column, values in columns.items():
+            batch = batch.append_column(column, values)
+        return batch
 
     def cache_file(step: str) -> str | None:
         return str(work_dir / f"{name}-{step}.arrow") if work_dir is not None else None
@@ -200,9 +219,10 @@ def tokenize_dataset(dataset, tokenizer, chat_template: str, max_length: int | N
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
     logger.info("tokenizing %d %s conversations%s", len(dataset), name, f" in {num_proc} processes" if num_proc else "")
-    dataset = dataset.map(tokenize, batched=True, with_indices=True, num_proc=num_proc,
-                          cache_file_name=cache_file("tokenized"), desc=f"Tokenizing {name} conversations",
-                          new_fingerprint=f"{fingerprint}-{name}-tokenized" if fingerprint else None)
+    dataset = dataset.with_format("arrow").map(
+        tokenize, batched=True, with_indices=True, num_proc=num_proc, cache_file_name=cache_file("tokenized"),
+        desc=f"Tokenizing {name} conversations",
+        new_fingerprint=f"{fingerprint}-{name}-tokenized" if fingerprint else None).with_format(None)
     # Read the per-row counts as numpy columns: never materialize millions of token lists in Python.
     counts = dataset.select_columns(["num_tokens", "num_trained", "first_trained", "last_trained"])
     counts = counts.with_format("numpy")[:]

@@ -10,8 +10,9 @@ token straddling the header and the reply (``" 你"`` after ``"Assistant:"``) is
 space included, and the prompt is tokenized differently from what the model sees at inference.
 
 :func:`tokenize_conversation` therefore renders the template once (transformers gives the
-character spans of the ``{% generation %}`` blocks), cuts the text at those spans and tokenizes
-each piece on its own (behind a special token, so SentencePiece-style tokenizers add no ``▁``). No token can straddle a boundary, the mask is exact by construction, and
+character spans of the ``{% generation %}`` blocks; :mod:`belle_hf.train.render` gives the same
+pieces without Jinja for templates that only paste contents), cuts the text at those spans and
+tokenizes each piece on its own (behind a special token, so SentencePiece-style tokenizers add no ``▁``). No token can straddle a boundary, the mask is exact by construction, and
 each prompt part is tokenized exactly as ``apply_chat_template(..., add_generation_prompt=True)``
 tokenizes it at inference. This is hand-written because neither TRL nor transformers offers
 segment-wise tokenization of a chat template.
@@ -19,6 +20,8 @@ segment-wise tokenization of a chat template.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -77,77 +80,170 @@ def tokenize_conversation(tokenizer, messages: list[dict[str, Any]], chat_templa
 
 def tokenize_conversations(tokenizer, conversations: list[list[dict[str, Any]]],
                            chat_template: str | None = None) -> dict[str, list[list[int]]]:
-    """:func:`tokenize_conversation` over a batch, with every piece of every conversation encoded in
-    ONE call of the (fast, Rust, multi-threaded) tokenizer.
+    """:func:`tokenize_conversation` over a batch: ``input_ids``, ``assistant_masks`` and
+    ``turn_ends`` (the last token of each assistant turn) as lists, one per conversation."""
+    batch = encode_conversations(tokenizer, conversations, chat_template)
+    bounds = batch.offsets.tolist()
+    ids, bits = batch.input_ids.tolist(), batch.assistant_masks.tolist()
+    ends: list[list[int]] = [[] for _ in conversations]
+    for row, token in zip(batch.turn_rows.tolist(), batch.turn_ends.tolist()):
+        ends[row].append(token)
+    return {"input_ids": [ids[a:b] for a, b in zip(bounds, bounds[1:])],
+            "assistant_masks": [bits[a:b] for a, b in zip(bounds, bounds[1:])], "turn_ends": ends}
+
+
+@dataclass
+class EncodedConversations:
+    """A batch of tokenized conversations as flat numpy columns: conversation ``i`` is
+    ``input_ids[offsets[i]:offsets[i + 1]]`` (and the same slice of ``assistant_masks``); each
+    assistant turn's last token is ``turn_ends[j]``, in conversation ``turn_rows[j]``."""
+
+    input_ids: Any
+    assistant_masks: Any
+    offsets: Any
+    turn_ends: Any
+    turn_rows: Any
+
+
+def encode_conversations(tokenizer, conversations, chat_template: str | None = None) -> EncodedConversations:
+    """Render, cut and tokenize a batch of conversations, every piece of every conversation encoded
+    in ONE call of the fast (Rust, multi-threaded) tokenizer.
 
     A per-piece Python loop calls the tokenizer a dozen times per conversation and spends most of
-    its time in call overhead; one batched call runs at the tokenizer's own speed. The result is
-    the same as tokenizing each conversation alone: each piece is still encoded on its own.
-    ``turn_ends`` holds the last token of each assistant turn (its end-of-turn token, when the
-    template's ``{% generation %}`` block is right).
+    its time in call overhead; one batched call runs at the tokenizer's own speed, and the result
+    is the same as tokenizing each conversation alone: each piece is still encoded on its own.
+    The template is rendered by :class:`~belle_hf.train.render.ChatRenderer` (Jinja once per
+    conversation shape when the template only pastes contents) and the pieces are reassembled with
+    numpy, so no Python loop runs per token.
     """
-    from transformers.utils.chat_template_utils import render_jinja_template
+    import numpy as np
 
-    template = chat_template or tokenizer.chat_template
-    texts, all_spans = render_jinja_template(
-        conversations=conversations,
-        chat_template=template,
-        return_assistant_tokens_mask=True,
-        **tokenizer.special_tokens_map,
-    )
+    renderer = chat_renderer(tokenizer, chat_template or tokenizer.chat_template)
+    texts, rows, trained = renderer.pieces(conversations)
     anchor = tokenizer.eos_token or tokenizer.bos_token
     anchor_ids = _encode(tokenizer, [anchor])[0] if anchor else []
+    encoded = None
+    if len(anchor_ids) == 1 and _is_clean_separator(tokenizer, anchor_ids[0]):
+        encoded = _encode_joined(tokenizer, texts, rows, anchor, anchor_ids[0])
+    flat, lengths = encoded or _encode_pieces(tokenizer, texts, rows, anchor, anchor_ids)
+    trained_array = np.array(trained, dtype=np.int8)
+    rows_array = np.array(rows, dtype=np.int64)
+    per_row = np.bincount(rows_array, weights=lengths, minlength=len(conversations)).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(per_row)])
+    ends = np.cumsum(lengths) - 1
+    turns = (trained_array == 1) & (lengths > 0)
+    return EncodedConversations(input_ids=flat, assistant_masks=np.repeat(trained_array, lengths), offsets=offsets,
+                                turn_ends=flat[ends[turns]], turn_rows=rows_array[turns])
+
+
+def _encode_pieces(tokenizer, texts: list[str], rows: list[int], anchor: str | None, anchor_ids: list[int]):
+    """(flat ids, length of each piece): every piece a string of its own in one batched call."""
+    import numpy as np
+
     anchored = len(anchor_ids) == 1
-    # Every piece of the batch, flat: (conversation, trained, encoded behind the anchor).
-    strings: list[str] = []
-    where: list[tuple[int, int, bool]] = []
-    for row, (text, spans) in enumerate(zip(texts, all_spans)):
-        first = True
-        for start, end, trained in _cuts(spans, len(text)):
-            piece = text[start:end]
-            if not piece:
-                continue
-            behind = anchored and not first
-            strings.append(anchor + piece if behind else piece)
-            where.append((row, trained, behind))
-            first = False
-    encoded = _encode(tokenizer, strings)
+    # A piece after the first of its conversation is encoded behind the anchor (see _encode).
+    behind = [anchored and i > 0 and rows[i - 1] == row for i, row in enumerate(rows)]
+    pieces = _encode(tokenizer, [anchor + text if b else text for text, b in zip(texts, behind)])
     # A piece whose encoding does not start with the anchor's single id (it merged with the text
     # after it) falls back to being encoded alone, as the per-piece loop always did.
-    redo = [i for i, (_, _, behind) in enumerate(where) if behind and encoded[i][:1] != anchor_ids]
-    for i, ids in zip(redo, _encode(tokenizer, [strings[i][len(anchor):] for i in redo])):
-        encoded[i] = [anchor_ids[0], *ids]  # the anchor is cut off again below
-    input_ids: list[list[int]] = [[] for _ in texts]
-    masks: list[list[int]] = [[] for _ in texts]
-    turn_ends: list[list[int]] = [[] for _ in texts]
-    for ids, (row, trained, behind) in zip(encoded, where):
-        if behind:
-            ids = ids[1:]
-        input_ids[row].extend(ids)
-        masks[row].extend([trained] * len(ids))
-        if trained and ids:
-            turn_ends[row].append(ids[-1])
-    return {"input_ids": input_ids, "assistant_masks": masks, "turn_ends": turn_ends}
+    redo = [i for i, b in enumerate(behind) if b and pieces[i][:1] != anchor_ids]
+    for i, ids in zip(redo, _encode(tokenizer, [texts[i] for i in redo])):
+        pieces[i] = [anchor_ids[0], *ids]  # the anchor is cut off again below
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    flat = np.fromiter(chain.from_iterable(pieces), dtype=np.int64, count=int(lengths.sum()))
+    behind_array = np.array(behind, dtype=bool)
+    if behind_array.any():  # drop each anchor id
+        keep = np.ones(len(flat), dtype=bool)
+        keep[(np.cumsum(lengths) - lengths)[behind_array]] = False
+        flat = flat[keep]
+        lengths = lengths - behind_array
+    return flat, lengths
 
 
-def _cuts(spans, length: int):
-    """(start, end, trained) pieces of a rendered text of ``length`` characters cut at ``spans``."""
-    position = 0
-    for start, end in sorted(spans):
-        yield position, start, 0
-        yield start, end, 1
-        position = max(position, end)
-    yield position, length, 0
+def _is_clean_separator(tokenizer, token_id: int) -> bool:
+    """Whether a special token splits text into parts that are tokenized independently, and
+    nothing else: an added token matched on its exact text, eating no space around it."""
+    token = tokenizer.added_tokens_decoder.get(token_id)
+    return token is not None and token.special and not (token.lstrip or token.rstrip or token.single_word
+                                                         or token.normalized)
+
+
+def _encode_joined(tokenizer, texts: list[str], rows: list[int], anchor: str, anchor_id: int):
+    """:func:`_encode_pieces`' result from ONE string per conversation: its pieces joined by the
+    anchor. The tokenizer splits its input at added tokens before anything else, so the ids between
+    two anchors are exactly the piece's ids behind an anchor, and one string per conversation
+    instead of one per piece halves the tokenizer's per-string cost. Each joining anchor is found
+    by counting the anchors the pieces hold themselves (ChatML's ``<|im_end|>`` ends a reply); a
+    batch where any count is off returns ``None`` (encoded piece by piece instead)."""
+    import numpy as np
+
+    count = len(texts)
+    if count == 0:
+        return None
+    rows_array = np.asarray(rows, dtype=np.int64)
+    first = np.ones(count, dtype=bool)
+    first[1:] = rows_array[1:] != rows_array[:-1]
+    starts = np.flatnonzero(first)
+    bounds = [*starts.tolist(), count]
+    encoded = _encode(tokenizer, [anchor.join(texts[a:b]) for a, b in zip(bounds, bounds[1:])])
+    row_lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    flat = np.fromiter(chain.from_iterable(encoded), dtype=np.int64, count=int(row_lengths.sum()))
+    row_starts = np.cumsum(row_lengths) - row_lengths
+    own = np.fromiter((text.count(anchor) for text in texts), dtype=np.int64, count=count)
+    anchors = np.flatnonzero(flat == anchor_id)
+    found = np.bincount(np.searchsorted(row_starts, anchors, side="right") - 1, minlength=len(encoded))
+    if not np.array_equal(found, np.add.reduceat(own, starts) + np.diff(bounds) - 1):
+        return None
+    # The anchor before piece p (not first in its conversation) is anchor number
+    # (anchors held by the pieces before p) + p - (conversations before p's) - 1 of the batch.
+    conversation = np.cumsum(first) - 1
+    rank = (np.cumsum(own) - own) + np.arange(count) - conversation - 1
+    joins = anchors[rank[~first]]
+    last = np.ones(count, dtype=bool)
+    last[:-1] = first[1:]
+    begin, end = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
+    begin[first], begin[~first] = row_starts, joins + 1
+    end[last], end[~last] = row_starts + row_lengths, joins
+    keep = np.ones(len(flat), dtype=bool)
+    keep[joins] = False
+    return flat[keep], end - begin
+
+
+_RENDERERS: dict[str, Any] = {}
+
+
+def chat_renderer(tokenizer, chat_template: str):
+    """The :class:`~belle_hf.train.render.ChatRenderer` of a template with a tokenizer's special
+    tokens (kept: it learns each conversation shape once)."""
+    import json
+
+    from belle_hf.train.render import ChatRenderer
+
+    key = json.dumps([chat_template, tokenizer.special_tokens_map], sort_keys=True, default=str)
+    if key not in _RENDERERS:
+        if len(_RENDERERS) >= 8:
+            _RENDERERS.clear()
+        _RENDERERS[key] = ChatRenderer(chat_template, **tokenizer.special_tokens_map)
+    return _RENDERERS[key]
 
 
 def _encode(tokenizer, strings: list[str]) -> list[list[int]]:
     """Token ids of each string, no special tokens added: SentencePiece-style tokenizers (Llama,
     Mistral: ``Metaspace`` with ``prepend_scheme="first"``) prepend a ``▁`` to every string, so a
     piece after the first is encoded behind a special token (the eos), which ends a section of
-    text so nothing merges across it and no ``▁`` is prepended; that token's id is then dropped."""
+    text so nothing merges across it and no ``▁`` is prepended; that token's id is then dropped.
+
+    A fast tokenizer's Rust backend is called directly after transformers has set it up (no
+    truncation, no padding, its special-token splitting) with the first string: transformers'
+    own conversion of each result to a dict costs as much as the encoding of short pieces."""
     if not strings:
         return []
-    return tokenizer(strings, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    first = tokenizer(strings[:1], add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    if backend is None or len(strings) == 1:
+        return first + (tokenizer(strings[1:], add_special_tokens=False, return_attention_mask=False)["input_ids"]
+                        if len(strings) > 1 else [])
+    return first + [encoding.ids for encoding in backend.encode_batch(strings[1:], add_special_tokens=False)]
 
 
 def decode_example(tokenizer, input_ids: list[int], mask: list[int]) -> tuple[str, str]:
