@@ -258,3 +258,33 @@ def test_two_processes_prepare_once(write_recipe, tmp_path, capfd, belle_cache):
     assert err.count("tokenizing 24 train conversations") == 1, err[-3000:]
     assert ("rank 1: waiting for the main process" in err) or err.count("using the prepared data") == 1
     assert len(prepared_folders(belle_cache)) == 1
+
+
+# ------------------------------------------------------------------ the rerun's fixed cost
+CHECK = """
+import json, sys
+from belle_hf.train.recipe import Recipe
+recipe = Recipe.from_dict({"model": "m", "data": ["sample:alpaca"], "output_dir": "o", "training": json.loads(sys.argv[1])})
+recipe.check_training_fields()
+print(json.dumps({"training": recipe.training, "imported_trl": "trl" in sys.modules}))
+"""
+
+
+def test_a_passed_training_check_is_remembered_and_any_change_is_checked_again(belle_cache):
+    """Checking ``training`` imports TRL (torch, peft...: seconds); a rerun of the same values skips
+    it, while a changed value, valid or not, is checked for real."""
+
+    def check(training: dict) -> tuple[int, dict | str]:
+        done = subprocess.run([sys.executable, "-c", CHECK, json.dumps(training)], capture_output=True, text=True,
+                              env={**os.environ, "BELLE_CACHE": str(belle_cache)})
+        return done.returncode, json.loads(done.stdout) if done.returncode == 0 else done.stderr
+
+    assert check({"max_steps": "6", "learning_rate": 1e-4}) == (
+        0, {"training": {"max_steps": 6, "learning_rate": 1e-4}, "imported_trl": True})
+    assert check({"max_steps": "6", "learning_rate": 1e-4}) == (
+        0, {"training": {"max_steps": 6, "learning_rate": 1e-4}, "imported_trl": False})
+    code, err = check({"max_steps": "six", "learning_rate": 1e-4})
+    assert code != 0 and "training.max_steps must be int" in err
+    code, err = check({"max_steps": 6, "learning_rat": 1e-4})
+    assert code != 0 and "unknown training field(s) learning_rat" in err
+    assert check({"max_steps": 7, "learning_rate": 1e-4})[1]["imported_trl"] is True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -195,7 +196,20 @@ class Recipe:
 
     def check_training_fields(self, source: str = "recipe") -> None:
         """Check that every ``training`` key is a field of TRL's ``SFTConfig`` and its value has the
-        field's type (imports TRL), before any model loads; ``"6"`` for an integer becomes ``6``."""
+        field's type (imports TRL), before any model loads; ``"6"`` for an integer becomes ``6``.
+
+        Importing ``SFTConfig`` imports transformers' training code, torch, peft and torchao: four
+        seconds, most of what a rerun of ``belle data prepare`` on prepared data would cost. The
+        answer depends only on the ``training`` values and the versions of TRL, transformers and
+        pydantic, so a passed check is remembered under a hash of those (``<cache>/checked/``) and
+        not run again; any changed value or version checks afresh."""
+        remembered = _checked_training_file(self.training)
+        if remembered is not None and remembered.is_file():
+            try:
+                self.training = json.loads(remembered.read_text(encoding="utf-8"))
+                return
+            except (OSError, ValueError):
+                pass  # unreadable: check again
         from trl import SFTConfig
 
         known = {f.name for f in dataclasses.fields(SFTConfig)}
@@ -204,6 +218,14 @@ class Recipe:
             raise BelleError(f"{source}: unknown training field(s) {', '.join(unknown)}: not SFTConfig / "
                              "TrainingArguments fields (see trl.SFTConfig)")
         self.training = check_types(SFTConfig, self.training, f"{source}: training.")
+        if remembered is not None:
+            try:
+                if json.loads(json.dumps(self.training)) == self.training:  # only what JSON keeps exactly
+                    from belle_hf.io import atomic_write_text
+
+                    atomic_write_text(remembered, json.dumps(self.training))
+            except (OSError, TypeError, ValueError):
+                pass  # a cache that cannot be written only costs the next run the import
 
     def check_data_names(self, source: str = "recipe") -> None:
         """Check that every data path resolves without downloading: a BELLE corpus name in the
@@ -261,6 +283,22 @@ def check_types(cls: type, values: dict[str, Any], where: str, skip: tuple[str, 
         if valid != value:
             checked[name] = valid
     return checked
+
+
+def _checked_training_file(training: dict[str, Any]) -> Path | None:
+    """Where a passed check of ``training`` is remembered (see ``Recipe.check_training_fields``);
+    ``None`` when the values are not plain JSON."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from belle_hf.train.prepared import cache_root
+
+    try:
+        versions = {name: version(name) for name in ("trl", "transformers", "pydantic")}
+        text = json.dumps({"format": 1, "training": training, "versions": versions}, sort_keys=True)
+    except (PackageNotFoundError, TypeError, ValueError):
+        return None
+    return cache_root() / "checked" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
 
 
 def _type_name(hint: Any) -> str:

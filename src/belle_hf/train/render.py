@@ -46,6 +46,14 @@ MAX_SHAPES = 4096
 _SLOT = re.compile("\ue000(\\d+)\ue001")  # placeholders: private-use characters around the message's index
 
 
+def has_generation_markers(chat_template: str) -> bool:
+    """Whether a template marks its assistant replies with ``{% generation %}`` (any trim variant).
+    The same test as TRL's ``has_generation_markers`` and transformers' renderer; written here
+    because importing TRL's module imports transformers' model code, peft and torchao: seconds that a
+    cache hit should not pay."""
+    return re.search(r"\{%-?\s*generation\s*-?%\}", chat_template) is not None
+
+
 class _NeedsJinja(Exception):
     """The template does something with a content beyond pasting it."""
 

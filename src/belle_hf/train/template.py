@@ -37,7 +37,7 @@ def resolve_chat_template(tokenizer, template: str = "auto") -> str:
     template without generation markers is patched by TRL's ``get_training_chat_template`` when
     TRL knows it (Qwen, Llama 3, ...), and refused otherwise.
     """
-    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+    from belle_hf.train.render import has_generation_markers
 
     own = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
     if template == "belle" or (template == "auto" and not own):
@@ -53,6 +53,8 @@ def resolve_chat_template(tokenizer, template: str = "auto") -> str:
         chosen, name = path.read_text(encoding="utf-8"), str(path)
     if has_generation_markers(chosen):
         return chosen
+    from trl.chat_template_utils import get_training_chat_template  # imports torch: only when needed
+
     previous = tokenizer.chat_template
     tokenizer.chat_template = chosen
     try:
