@@ -26,7 +26,8 @@ def trl_template(name: str) -> str:
 
 
 PASTING = ["qwen2_5_training", "qwen2_5", "phi3_training", "qwen3_instruct_2507_training",
-           "deepseek_r1_distill_training"]
+           "deepseek_r1_distill_training", "qwen2_5_vl_training", "qwen3_vl_training"]
+"""Templates proved to only paste contents (the VL ones through their ``content is string`` branch)."""
 LOOKING = ["llama3_training", "qwen3_training", "llama3_1", "gemma_training"]
 SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 
@@ -102,6 +103,28 @@ LOOKING_INSIDE = {
     "replace": "{% for m in messages %}{{ m.content | replace('a', 'b') }}{% endfor %}",
     "map": "{{ messages | map(attribute='content') | join(' ') }}",
     "include": "{% include 'other' %}",
+    # Ways around the walk found in review: other names for loop and namespaces, dict methods...
+    "loop item": ("{% for m in messages %}{% if loop['previtem'] and loop['previtem'].content == 'x' %}!"
+                  "{% endif %}{{ m.content }}{% endfor %}"),
+    "loop alias": ("{% for m in messages %}{% set l = loop %}{% if not l.first %}{{ l.previtem.content | trim }}"
+                   "{% endif %}{% endfor %}"),
+    "loop attr filter": "{% for m in messages %}{{ (loop | attr('nextitem') or {}).get('content', '') }}{% endfor %}",
+    "namespace item": ("{% set ns = namespace(c='') %}{% for m in messages %}{% set ns.c = m.content %}{% endfor %}"
+                       "{{ ns['c'] | trim }}"),
+    "namespace alias": ("{% set ns = namespace(c='') %}{% set o = ns %}{% for m in messages %}{% set ns.c = m.content %}"
+                        "{% endfor %}{{ o.c | upper }}"),
+    "namespace to macro": ("{% macro f(n) %}{{ n.c | trim }}{% endmacro %}{% set ns = namespace(c='') %}"
+                           "{% for m in messages %}{% set ns.c = m.content %}{% endfor %}{{ f(ns) }}"),
+    "shadowed namespace": ("{% set m = namespace(content='') %}{% set m.content = '' %}"
+                           "{% for m in messages %}{{ m.content | trim }}{% endfor %}"),
+    "dict method": "{% for m in messages %}{{ m.copy().content | trim }}{% endfor %}",
+    "dict method by item": "{% for m in messages %}{{ m['copy']().content | trim }}{% endfor %}",
+    "selectattr by content": ("{% if messages | selectattr('content', 'equalto', 'hi') | list %}!{% endif %}"
+                              "{% for m in messages %}{{ m.content }}{% endfor %}"),
+    "selectattr by a character": "{{ messages | selectattr('content.0', 'equalto', '<') | list | length }}",
+    "autoescape": "{% autoescape true %}{% for m in messages %}{{ m.content }}{% endfor %}{% endautoescape %}",
+    "generation in a set block": ("{% for m in messages %}{% set x %}<{% generation %}{{ m.content }}"
+                                  "{% endgeneration %}>{% endset %}{{ x }}{% endfor %}"),
 }
 
 
@@ -184,3 +207,39 @@ def test_joined_encoding_equals_piece_by_piece(kind, request):
     np.testing.assert_array_equal(joined[1], separate[1])
     # An anchor that is not what the tokenizer produces is caught by the count, never misused.
     assert _encode_joined(tokenizer, texts, rows, anchor, tokenizer.pad_token_id) is None
+
+
+# ------------------------------------------------------------------------- what makes a shape
+def test_fields_that_print_differently_make_different_shapes():
+    renderer = ChatRenderer("{% for m in messages %}{{ m.role }}({{ m.weight }}): {{ m.content }}\n{% endfor %}")
+    conversations = [[{"role": "user", "content": c, "weight": w}] for c, w in
+                     [("a", 1), ("b", True), ("c", 1.0), ("d", 0), ("e", False), ("f", -0.0), ("g", 0.0)]]
+    assert renderer.pieces(conversations) == jinja_pieces(renderer, conversations)
+    assert len(renderer.shapes) == 7
+
+
+@pytest.mark.parametrize("role", ["\ue0005\ue001", "\ue0000\ue001", ["user"], ("user",)])
+def test_odd_roles_are_rendered_by_jinja(role):
+    renderer = ChatRenderer("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}")
+    conversations = [[{"role": role, "content": "hi"}], [{"role": role, "content": "\ue0000\ue001"}]]
+    assert renderer.pieces(conversations) == jinja_pieces(renderer, conversations)
+    assert not renderer.shapes
+
+
+def test_a_string_subclass_content_is_rendered_by_jinja():
+    import enum
+
+    class Reply(str, enum.Enum):
+        HELLO = "hello"
+
+    renderer = ChatRenderer("{% for m in messages %}{{ m.content }}{% endfor %}")
+    conversations = [[{"role": "user", "content": "x"}], [{"role": "user", "content": Reply.HELLO}]]
+    assert renderer.pieces(conversations) == jinja_pieces(renderer, conversations) == (["x", "hello"], [0, 1], [0, 0])
+
+
+def test_when_every_conversation_has_its_own_shape_learning_stops():
+    renderer = ChatRenderer(BELLE_CHAT_TEMPLATE, eos_token="</s>")
+    conversations = [[{"role": "user", "content": f"q{i}", "id": i}, {"role": "assistant", "content": f"a{i}"}]
+                     for i in range(600)]
+    assert renderer.pieces(conversations) == jinja_pieces(renderer, conversations)
+    assert not renderer.learning and 64 < renderer.learned < 200

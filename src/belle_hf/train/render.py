@@ -31,9 +31,14 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-CLEAN, TEXT, MESSAGE, MESSAGES = "clean", "text", "message", "messages"
+CLEAN, TEXT, MESSAGE, MESSAGES, NAMESPACE = "clean", "text", "message", "messages", "namespace"
 """What a template expression may hold: nothing from a message's content; a string made of contents
-pasted verbatim; one message; a list of messages."""
+pasted verbatim; one message; a list of messages; a ``namespace()``."""
+LOOP_FIELDS = frozenset({"index", "index0", "revindex", "revindex0", "first", "last", "length", "depth", "depth0"})
+"""The ``loop`` attributes that are counters (``previtem``/``nextitem`` are messages)."""
+DICT_ATTRIBUTES = frozenset(name for name in dir(dict) if name != "get")
+"""A message is a dict: ``m.copy``, ``m.items``... are its methods, and Jinja's ``m['copy']`` falls
+back to them too; none of them may be read."""
 
 TYPE_TESTS = frozenset({"defined", "undefined", "none", "string", "mapping", "sequence", "iterable",
                         "true", "false", "number", "integer", "float", "boolean", "callable"})
@@ -92,11 +97,17 @@ def why_jinja_is_needed(chat_template: str) -> str | None:
 
 class _Walker:
     """One pass over a template's statements, recording in ``names`` what each variable may hold
-    and raising :class:`_NeedsJinja` where a content is used other than by pasting it."""
+    and raising :class:`_NeedsJinja` where a content is used other than by pasting it.
+
+    Besides contents and messages, two kinds of value could carry a content where the walk does
+    not look: a ``namespace()`` (its attributes are followed only as ``ns.attr``) and ``loop``
+    (``loop.previtem`` is a message). Either may only be used through a plain ``.attr``; an alias,
+    a subscript, ``|attr`` or passing it on is refused."""
 
     def __init__(self, names: dict[str, str]):
         self.names = names
         self.names.setdefault("messages", MESSAGES)
+        self.capturing = 0  # inside {% set %}...{% endset %}, a macro or a filter block
 
     # ------------------------------------------------------------------ statements
     def statements(self, nodes) -> bool:
@@ -109,11 +120,13 @@ class _Walker:
         if isinstance(node, nodes.Output):
             kinds = [self.expr(child) for child in node.nodes]
             for child, kind in zip(node.nodes, kinds):
-                if kind in (MESSAGE, MESSAGES):
-                    self.fail(child, "writes out a whole message")
+                if kind not in (CLEAN, TEXT):
+                    self.fail(child, f"writes out a whole {kind}")
             return TEXT in kinds
         if isinstance(node, nodes.If):
             self.expr(node.test)
+            if _is_string_test(node.test, self):  # contents are strings: the other branches never run
+                return self.statements(node.body)
             return any([self.statements(node.body), *[self.statement(n) for n in node.elif_],
                         self.statements(node.else_)])
         if isinstance(node, nodes.For):
@@ -127,15 +140,19 @@ class _Walker:
             elif kind == CLEAN:
                 self.assign(node.target, CLEAN)
             else:
-                self.fail(node, "loops over a content or a message's fields")
+                self.fail(node, f"loops over a {kind}")
             if node.test is not None:
                 self.expr(node.test)
             return any([self.statements(node.body), self.statements(node.else_)])
         if isinstance(node, nodes.Assign):
-            self.assign(node.target, self.expr(node.node))
+            kind = self.expr(node.node)
+            if kind == NAMESPACE and not (isinstance(node.node, nodes.Call) and isinstance(node.node.node, nodes.Name)
+                                          and node.node.node.name == "namespace"):
+                self.fail(node, "gives a namespace a second name")  # its attributes are followed by name
+            self.assign(node.target, kind)
             return False
         if isinstance(node, nodes.AssignBlock):
-            writes = self.statements(node.body)
+            writes = self.captured(node.body)
             if writes and node.filter is not None:
                 self.fail(node, "filters content")
             self.assign(node.target, TEXT if writes else CLEAN)
@@ -143,9 +160,11 @@ class _Walker:
         if isinstance(node, nodes.CallBlock):
             call = node.call
             if isinstance(call.node, nodes.ExtensionAttribute) and call.node.name == "_generation":
+                if self.capturing:  # transformers measures the span on the output written so far
+                    self.fail(node, "opens {% generation %} inside a set block, macro or filter")
                 return self.statements(node.body)  # {% generation %} returns its body as it is
             self.expr(call)
-            if self.statements(node.body):
+            if self.captured(node.body):
                 self.fail(node, "passes content to a macro")
             return False
         if isinstance(node, nodes.Macro):
@@ -153,25 +172,35 @@ class _Walker:
                 self.clean(default)
             for argument in node.args:
                 self.assign(argument, CLEAN)
-            if self.statements(node.body):
+            if self.captured(node.body):
                 self.fail(node, "writes content from a macro")
             return False
         if isinstance(node, nodes.FilterBlock):
-            if self.statements(node.body):
+            if self.captured(node.body):
                 self.fail(node, "filters content")
             return False
         if isinstance(node, nodes.With):
             for target, value in zip(node.targets, node.values):
-                self.assign(target, self.expr(value))
+                kind = self.expr(value)
+                if kind == NAMESPACE:
+                    self.fail(node, "gives a namespace a second name")
+                self.assign(target, kind)
             return self.statements(node.body)
         if isinstance(node, nodes.ExprStmt):
             self.clean(node.node)
             return False
         if isinstance(node, (nodes.Continue, nodes.Break)):
             return False
-        if isinstance(node, (nodes.Scope, nodes.OverlayScope, nodes.ScopedEvalContextModifier)):
+        if isinstance(node, nodes.Scope):
             return self.statements(node.body)
-        self.fail(node, f"uses {type(node).__name__.lower()}")
+        self.fail(node, f"uses {type(node).__name__}")  # includes, imports, blocks, autoescape...
+
+    def captured(self, body) -> bool:
+        self.capturing += 1
+        try:
+            return self.statements(body)
+        finally:
+            self.capturing -= 1
 
     def assign(self, target, kind: str) -> None:
         from jinja2 import nodes
@@ -179,13 +208,17 @@ class _Walker:
         if isinstance(target, nodes.Name):
             key = target.name
         elif isinstance(target, nodes.NSRef):
+            if self.names.get(target.name, CLEAN) not in (CLEAN, NAMESPACE):
+                self.fail(target, f"sets .{target.attr} of a {self.names[target.name]}")
             key = f"{target.name}.{target.attr}"
         elif isinstance(target, nodes.Tuple) and kind == CLEAN:
             for item in target.items:
                 self.assign(item, CLEAN)
             return
         else:
-            self.fail(target, "unpacks content")
+            self.fail(target, f"unpacks a {kind}")
+        if key == "loop":
+            self.fail(target, "assigns to loop")
         self.names[key] = self.join(target, self.names.get(key, CLEAN), kind)
 
     # ----------------------------------------------------------------- expressions
@@ -197,14 +230,16 @@ class _Walker:
         if isinstance(node, (nodes.Const, nodes.TemplateData)):
             return CLEAN
         if isinstance(node, nodes.Name):
+            if node.name == "loop":
+                self.fail(node, "uses loop as a value")
             return self.names.get(node.name, CLEAN)
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
             return self.member(node)
         if isinstance(node, (nodes.Add, nodes.Concat)):
             operands = [node.left, node.right] if isinstance(node, nodes.Add) else node.nodes
             kinds = [self.expr(operand) for operand in operands]
-            if MESSAGE in kinds or MESSAGES in kinds:
-                self.fail(node, "joins a message to text")
+            if any(kind not in (CLEAN, TEXT) for kind in kinds):
+                self.fail(node, "joins a message or namespace to text")
             return TEXT if TEXT in kinds else CLEAN
         if isinstance(node, (nodes.And, nodes.Or)):
             return self.join(node, self.expr(node.left), self.expr(node.right))
@@ -218,16 +253,18 @@ class _Walker:
         if isinstance(node, nodes.Test):
             kind = self.expr(node.node)
             if kind != CLEAN and node.name not in TYPE_TESTS:
-                self.fail(node, f"tests content with `is {node.name}`")
+                self.fail(node, f"tests a {kind} with `is {node.name}`")
             self.arguments(node)
             return CLEAN
         if isinstance(node, nodes.Filter):
             kind = self.expr(node.node) if node.node is not None else CLEAN
+            if kind == MESSAGES and node.name in ("selectattr", "rejectattr"):
+                return self.select(node)
             self.arguments(node)
             if kind == MESSAGES and node.name in LIST_FILTERS:
                 return LIST_FILTERS[node.name]
             if kind != CLEAN:
-                self.fail(node, f"applies |{node.name} to content")
+                self.fail(node, f"applies |{node.name} to a {kind}")
             return CLEAN
         if isinstance(node, nodes.Compare):
             kinds = [self.expr(node.expr)] + [self.expr(operand.expr) for operand in node.ops]
@@ -243,51 +280,72 @@ class _Walker:
         return CLEAN
 
     def member(self, node) -> str:
-        """``x.attr`` / ``x[key]``."""
+        """``x.attr`` / ``x[key]`` (Jinja tries the item, then the attribute, for both)."""
         from jinja2 import nodes
 
-        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
-            if node.node.name == "loop" and node.attr in ("previtem", "nextitem"):
-                self.fail(node, f"reads loop.{node.attr}")
-            key = f"{node.node.name}.{node.attr}"
-            if key in self.names:
-                return self.names[key]
+        if isinstance(node.node, nodes.Name) and node.node.name == "loop":
+            if not (isinstance(node, nodes.Getattr) and node.attr in LOOP_FIELDS):
+                self.fail(node, "reads loop other than by its counters")
+            return CLEAN
         base = self.expr(node.node)
         if isinstance(node, nodes.Getattr):
             key = node.attr
-        else:
-            if base == MESSAGES:
-                if isinstance(node.arg, nodes.Slice):
-                    self.expr(node.arg)
-                    return MESSAGES
-                self.clean(node.arg)
-                return MESSAGE
-            if not isinstance(node.arg, nodes.Const):
-                if base != CLEAN:
-                    self.fail(node, "indexes a message or content by a computed key")
-                self.clean(node.arg)
-                return CLEAN
+        elif isinstance(node.arg, nodes.Const):
             key = node.arg.value
+        elif base == MESSAGES:  # messages[i], messages[1:]
+            self.expr(node.arg)  # a slice's bounds, an index: must be clean
+            if not isinstance(node.arg, nodes.Slice):
+                self.clean(node.arg)
+            return MESSAGES if isinstance(node.arg, nodes.Slice) else MESSAGE
+        else:
+            if base != CLEAN:
+                self.fail(node, f"reads a {base} by a computed key")
+            self.clean(node.arg)
+            return CLEAN
         if base == CLEAN:
             return CLEAN
-        if base == MESSAGE:
-            if key == "content":
-                return TEXT
-            if key in ("items", "keys", "values", "get"):
-                self.fail(node, f"reads a message's .{key}")
-            return CLEAN
-        self.fail(node, f"reads .{key} of content" if base == TEXT else f"reads .{key} of the messages")
+        if base == NAMESPACE and isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
+            return self.names.get(f"{node.node.name}.{key}", CLEAN)
+        if base == MESSAGES and isinstance(key, int):
+            return MESSAGE
+        if base == MESSAGE and isinstance(key, str) and key not in DICT_ATTRIBUTES:
+            return TEXT if key == "content" else CLEAN
+        self.fail(node, f"reads {key!r} of a {base}")
+
+    def select(self, node) -> str:
+        """``messages|selectattr(attribute[, test, ...])``: a subset of the messages, chosen by
+        their structure (or a content's emptiness, part of the shape) and nothing else."""
+        from jinja2 import nodes
+
+        if node.kwargs or node.dyn_args or node.dyn_kwargs or not node.args or not isinstance(node.args[0], nodes.Const):
+            self.fail(node, f"uses |{node.name} with unusual arguments")
+        attribute = str(node.args[0].value)
+        test = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], nodes.Const) else None
+        if attribute.split(".")[0] == "content" and not (
+                attribute == "content" and (len(node.args) == 1 or test in TYPE_TESTS)):
+            self.fail(node, f"chooses messages by their content with |{node.name}")
+        for argument in node.args[1:]:
+            self.clean(argument)
+        return MESSAGES
 
     def call(self, node) -> str:
         from jinja2 import nodes
 
         target = node.node
-        if (isinstance(target, nodes.Getattr) and target.attr == "get" and self.expr(target.node) == MESSAGE
-                and node.args and isinstance(node.args[0], nodes.Const)):
+        if isinstance(target, nodes.Getattr) and target.attr == "get" and self.expr(target.node) == MESSAGE:
+            if not node.args or not isinstance(node.args[0], nodes.Const):
+                self.fail(node, "reads a message field by a computed key")
             for extra in [*node.args[1:], *node.kwargs]:
                 self.clean(extra)
             return TEXT if node.args[0].value == "content" else CLEAN
-        self.clean(target)
+        if isinstance(target, nodes.Name) and target.name == "namespace":
+            self.arguments(node)
+            return NAMESPACE
+        if isinstance(target, nodes.Getattr) and isinstance(target.node, nodes.Name) and target.node.name == "loop":
+            if target.attr not in ("cycle", "changed"):
+                self.fail(node, f"calls loop.{target.attr}")
+        else:
+            self.clean(target)
         self.arguments(node)
         return CLEAN
 
@@ -299,19 +357,32 @@ class _Walker:
                 self.clean(extra)
 
     def clean(self, node) -> None:
-        if self.expr(node) != CLEAN:
-            self.fail(node, "passes content or a message on")
+        kind = self.expr(node)
+        if kind != CLEAN:
+            self.fail(node, f"passes a {kind} on")
 
     def join(self, node, *kinds: str) -> str:
         """What a value that may be any of ``kinds`` may hold."""
         found = {kind for kind in kinds if kind != CLEAN}
         if len(found) > 1:
-            self.fail(node, "mixes content and messages")
+            self.fail(node, f"mixes {' and '.join(sorted(found))} in one variable")
         return found.pop() if found else CLEAN
 
     @staticmethod
     def fail(node, what: str):
         raise _NeedsJinja(f"line {getattr(node, 'lineno', '?')}: the template {what}")
+
+
+def _is_string_test(test, walker: _Walker) -> bool:
+    """``message.content is string`` (or ``message['content']``), read straight from a message."""
+    from jinja2 import nodes
+
+    if not (isinstance(test, nodes.Test) and test.name == "string" and not test.args):
+        return False
+    read = test.node
+    key = read.attr if isinstance(read, nodes.Getattr) else getattr(getattr(read, "arg", None), "value", None)
+    return (isinstance(read, (nodes.Getattr, nodes.Getitem)) and key == "content"
+            and walker.expr(read.node) == MESSAGE)
 
 
 class ChatRenderer:
@@ -330,6 +401,8 @@ class ChatRenderer:
         if self.why_jinja:
             logger.info("rendering the chat template with Jinja for each conversation (%s)", self.why_jinja)
         self.shapes: dict[tuple, list[tuple[str, int]] | None] = {}
+        self.seen = self.learned = 0
+        self.learning = True
 
     def pieces(self, conversations) -> tuple[list[str], list[int], list[int]]:
         """(piece texts, conversation index of each, 1 if trained else 0) for ``conversations``."""
@@ -339,10 +412,11 @@ class ChatRenderer:
         for row, messages in enumerate(conversations):
             program = None
             if self.why_jinja is None:
+                self.seen += 1
                 key = _shape(messages)
                 program = self.shapes.get(key, False) if key is not None else None
                 if program is False:
-                    program = self._learn(key, messages)
+                    program = self._learn(key, messages) if self.learning else None
             if program is None:
                 for piece, bit in self.render_with_jinja(messages):
                     texts.append(piece)
@@ -367,17 +441,26 @@ class ChatRenderer:
 
     def _learn(self, key: tuple, messages) -> list[tuple[str, int]] | None:
         """Render the shape of ``messages`` on placeholders; check it on ``messages`` itself."""
+        self.learned += 1
+        if self.learned > 64 and self.learned * 4 > self.seen:
+            # Nearly every conversation has a shape of its own (a per-message id or name): learning
+            # costs two renderings each, so the rest are rendered by Jinja once.
+            self.learning = False
+            logger.info("rendering the chat template with Jinja for each conversation (few share a shape)")
+            return None
         placeholders = [{**message, "content": f"\ue000{i}\ue001" if message["content"] else ""}
                         for i, message in enumerate(messages)]
-        program = None
         try:
             program = [(_layout(piece), bit) for piece, bit in self.render_with_jinja(placeholders)]
         except Exception:  # noqa: BLE001 - a template that refuses this shape (raise_exception) is left to
-            pass           # Jinja on the real conversation, which raises the real error
+            program = None  # Jinja on the real conversation, which raises the real error
         if program is not None:
             contents = [message["content"] for message in messages]
-            fast = [(layout.format(*contents), bit) for layout, bit in program]
-            if fast != self.render_with_jinja(messages):
+            try:
+                same = [(layout.format(*contents), bit) for layout, bit in program] == self.render_with_jinja(messages)
+            except (IndexError, KeyError, ValueError):
+                same = False
+            if not same:
                 self.why_jinja = "placing the contents into the rendered shape did not give Jinja's rendering"
                 logger.warning("rendering the chat template with Jinja for each conversation (%s)", self.why_jinja)
                 return None
@@ -401,20 +484,31 @@ def _layout(piece: str) -> str:
 
 def _shape(messages) -> tuple | None:
     """What the rendering of a content-pasting template depends on besides the contents: the roles,
-    which contents are empty, and every other field. ``None``: not a plain list of string messages."""
+    which contents are empty, and every other field (with its type: ``1``, ``1.0`` and ``True``
+    print differently). ``None``: not a plain list of messages with string contents, or a field
+    holding the placeholder characters; such a conversation is rendered by Jinja."""
     shape = []
     for message in messages:
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+        if type(message) is not dict or type(message.get("content")) is not str:
             return None
-        if len(message) == 2 and "role" in message:
-            shape.append((message["role"], message["content"] != ""))
+        role = message.get("role")
+        if len(message) == 2 and type(role) is str and "\ue000" not in role:
+            shape.append((role, message["content"] != ""))
             continue
-        try:
-            others = tuple(sorted((k, v) for k, v in message.items() if k != "content"))
-            hash(others)
-        except TypeError:
-            return None
-        shape.append((others, message["content"] != ""))
+        others = []
+        for key, value in message.items():
+            if key == "content":
+                continue
+            if type(key) is not str or (type(value) is str and "\ue000" in value):
+                return None
+            try:
+                hash(value)
+            except TypeError:
+                return None
+            if isinstance(value, (tuple, frozenset)):
+                return None  # could hide placeholder characters or types
+            others.append((key, type(value).__name__, repr(value)))  # -0.0 == 0.0, yet prints otherwise
+        shape.append((tuple(sorted(others)), message["content"] != ""))
     return tuple(shape)
 
 
