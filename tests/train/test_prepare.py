@@ -288,3 +288,56 @@ def test_a_passed_training_check_is_remembered_and_any_change_is_checked_again(b
     code, err = check({"max_steps": 6, "learning_rat": 1e-4})
     assert code != 0 and "unknown training field(s) learning_rat" in err
     assert check({"max_steps": 7, "learning_rate": 1e-4})[1]["imported_trl"] is True
+
+
+PREPARE = """
+import sys
+from belle_hf.cli import main
+code = main(["data", "prepare", sys.argv[1]])
+print("loaded:", ",".join(m for m in ("torch", "transformers", "trl") if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def test_a_rerun_of_prepare_finds_the_data_without_loading_the_tokenizer(write_recipe, tiny_model_dir, tmp_path,
+                                                                          belle_cache):
+    """`belle data prepare` on prepared data spends nothing on the tokenizer: the model folder's
+    files are fingerprinted instead. Any changed file falls back to loading the tokenizer and
+    checking the full key, and a bad record is never followed."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    recipe = write_recipe(model=str(model), eval_split=4)
+
+    def prepare() -> str:
+        done = subprocess.run([sys.executable, "-c", PREPARE, str(recipe)], capture_output=True, text=True,
+                              env={**os.environ, "BELLE_CACHE": str(belle_cache)})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    first = prepare()
+    assert "prepared now" in first and "loaded: torch,transformers" in first
+    again = prepare()
+    assert "already prepared" in again and "loaded: \n" in again  # no torch, transformers or TRL
+    assert again.splitlines()[1:-1] == first.splitlines()[1:-1]  # the same report
+    # A model file changes (same tokenizer): the tokenizer is loaded, and the full key still hits.
+    config = model / "config.json"
+    config.write_text(config.read_text(encoding="utf-8") + " ", encoding="utf-8")
+    out = prepare()
+    assert "already prepared" in out and "transformers" in out.splitlines()[-1]
+    assert "loaded: \n" in prepare()  # recorded again for the new files
+    # A changed tokenizer is a new preparation.
+    template = model / "chat_template.jinja"
+    template.write_text(template.read_text(encoding="utf-8").replace("Human: ", "User: "), encoding="utf-8")
+    assert "prepared now" in prepare() and len(prepared_folders(belle_cache)) == 2
+    # Records that point at a missing folder or outside the cache are not followed.
+    records = sorted((belle_cache / "prepared-recipes").iterdir())
+    assert records
+    for record in records:
+        record.write_text("../../../etc", encoding="ascii")
+    out = prepare()
+    assert "already prepared" in out and "transformers" in out.splitlines()[-1]
+    shutil.rmtree(prepared_folders(belle_cache)[0])
+    shutil.rmtree(prepared_folders(belle_cache)[0])
+    assert "prepared now" in prepare()

@@ -121,9 +121,10 @@ def prepare_command(
     token counts and the truncation report."""
     from belle_hf.train.prepared import folder_size
     from belle_hf.train.recipe import load_recipe
-    from belle_hf.train.trainer import prepare_data
+    from belle_hf.train.trainer import prepare_data, prepared_before
 
-    data = prepare_data(load_recipe(recipe, list(overrides or [])))
+    loaded = load_recipe(recipe, list(overrides or []))
+    data = prepared_before(loaded) or prepare_data(loaded)
     if data.cache_dir is None:
         typer.echo("prepared, but not cached: a data source cannot be fingerprinted (a Hub dataset while offline)")
     else:

@@ -275,9 +275,10 @@ file system instead of sitting in a collective barrier, so no NCCL/gloo timeout 
 preparation short; if the main process dies, the launcher (torchrun, accelerate) stops the rest."""
 
 
-def recipe_cache_key(recipe: Recipe, tokenizer, chat_template: str, max_length: int | None) -> str | None:
-    """The key of the recipe's prepared data (:mod:`belle_hf.train.prepared`); ``None`` when a source
-    cannot be fingerprinted (a Hub dataset while offline)."""
+def _preparation_inputs(recipe: Recipe) -> dict[str, Any] | None:
+    """Everything but the tokenizer and template that the prepared rows depend on: each source
+    with a fingerprint of its content, and the mixing, split and truncation settings; ``None``
+    when a source cannot be fingerprinted (a Hub dataset while offline)."""
     import dataclasses
 
     from belle_hf.train import prepared
@@ -290,20 +291,59 @@ def recipe_cache_key(recipe: Recipe, tokenizer, chat_template: str, max_length: 
             return None
         sources.append({**dataclasses.asdict(source), "content": content})
     training = recipe.training
-    return prepared.prepared_key({
+    return {
         "sources": sources, "max_samples": recipe.max_samples, "eval_split": recipe.eval_split, "seed": recipe.seed,
-        "tokenizer": prepared.tokenizer_fingerprint(tokenizer), "chat_template": chat_template,
-        "max_length": max_length, "truncation": recipe.truncation,
+        "max_length": training.get("max_length", 1024), "truncation": recipe.truncation,
         "truncation_mode": training.get("truncation_mode", "keep_start"),
         "packing": bool(training.get("packing")), "packing_strategy": training.get("packing_strategy", "bfd"),
-    })
+    }
+
+
+def recipe_cache_key(recipe: Recipe, tokenizer, chat_template: str, max_length: int | None) -> str | None:
+    """The key of the recipe's prepared data (:mod:`belle_hf.train.prepared`); ``None`` when a source
+    cannot be fingerprinted (a Hub dataset while offline)."""
+    from belle_hf.train import prepared
+
+    inputs = _preparation_inputs(recipe)
+    if inputs is None:
+        return None
+    return prepared.prepared_key({**inputs, "max_length": max_length, "chat_template": chat_template,
+                                  "tokenizer": prepared.tokenizer_fingerprint(tokenizer)})
+
+
+def recipe_files_key(recipe: Recipe, model_path: str) -> str | None:
+    """A key of the recipe computed from files alone, without loading the tokenizer: the
+    preparation inputs, every file of the model folder but its weights (the tokenizer and its chat
+    template are made from those), the recipe's ``template`` (and that file's content) and the
+    versions of the libraries that read them. ``belle data prepare`` finds an earlier preparation
+    by it (:func:`belle_hf.train.prepared.recall`); ``None`` when the model is not a local folder.
+    Training never relies on it: it always loads the tokenizer and checks the full key."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from belle_hf.train import prepared
+
+    model = Path(model_path).expanduser()
+    inputs = _preparation_inputs(recipe) if model.is_dir() else None
+    if inputs is None:
+        return None
+    template = Path(recipe.template).expanduser()
+    try:
+        versions = {name: version(name) for name in ("transformers", "tokenizers", "trl")}
+    except PackageNotFoundError:
+        return None
+    return prepared.prepared_key({
+        **inputs, "kind": "files", "model": prepared.model_files_fingerprint(model), "template": recipe.template,
+        "template_file": prepared.file_fingerprint(template) if template.is_file() else None,
+        "trust_remote_code": bool(recipe.training.get("trust_remote_code", False)), "versions": versions})
 
 
 def tokenize_recipe(recipe: Recipe, tokenizer, chat_template: str, max_length: int | None, *,
-                    max_examples: int | None = None, cache: bool = True) -> TokenizedSplits:
+                    max_examples: int | None = None, cache: bool = True,
+                    files_key: str | None = None) -> TokenizedSplits:
     """The recipe's data loaded, mixed, split and tokenized once: from the prepared cache when it
     holds this recipe's key, else prepared (by the main process only, the other ranks wait) and
-    saved there atomically. ``max_examples`` (a preview) reads the cache but never writes it."""
+    saved there atomically. ``max_examples`` (a preview) reads the cache but never writes it.
+    ``files_key`` (:func:`recipe_files_key`) is remembered for the prepared folder."""
     from belle_hf.train import prepared
 
     key = recipe_cache_key(recipe, tokenizer, chat_template, max_length) if cache else None
@@ -314,6 +354,8 @@ def tokenize_recipe(recipe: Recipe, tokenizer, chat_template: str, max_length: i
         _wait_for_main_process(folder)
     if prepared.is_complete(folder):
         logger.info("using the prepared data in %s (tokenized before, nothing to tokenize)", folder)
+        if files_key is not None and max_examples is None:
+            prepared.remember(files_key, key)
         return load_prepared(folder, max_examples, hit=True)
     if max_examples is not None:
         return _tokenize_recipe(recipe, tokenizer, chat_template, max_length, max_examples)
@@ -338,6 +380,8 @@ def tokenize_recipe(recipe: Recipe, tokenizer, chat_template: str, max_length: i
         shutil.rmtree(staging / "work", ignore_errors=True)
         (staging / prepared.INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
     logger.info("prepared data saved in %s", folder)
+    if files_key is not None:
+        prepared.remember(files_key, key)
     return load_prepared(folder, None, hit=False)
 
 

@@ -124,5 +124,43 @@ def is_complete(folder: Path) -> bool:
     return (folder / INFO_FILE).is_file()
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
+"""Model files that hold weights: left out of :func:`model_files_fingerprint` (gigabytes, and no
+part of the tokenizer)."""
+RECALL_DIR = "prepared-recipes"
+"""Beside ``prepared/``: which prepared folder each recipe's files were prepared under."""
+
+
+def model_files_fingerprint(folder: Path) -> dict[str, Any]:
+    """Fingerprints of every file of a model folder but its weights: the tokenizer, its chat
+    template, the configs and any remote code are all among them."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(WEIGHT_SUFFIXES)
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return {str(p.relative_to(folder)): file_fingerprint(p) for p in files}
+
+
+def remember(files_key: str, key: str) -> None:
+    """Record that the recipe with ``files_key`` (see ``belle_hf.train.dataset.recipe_files_key``)
+    was prepared under ``key``."""
+    from belle_hf.io import atomic_write_text
+
+    try:
+        atomic_write_text(cache_root() / RECALL_DIR / files_key, key)
+    except OSError as error:  # only costs a later `belle data prepare` the tokenizer load
+        logger.info("cannot record the prepared key: %s", error)
+
+
+def recall(files_key: str) -> Path | None:
+    """The complete prepared folder recorded for ``files_key``, if any."""
+    try:
+        key = (cache_root() / RECALL_DIR / files_key).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    folder = prepared_root() / key
+    if not key.isalnum() or not is_complete(folder):  # a stray record never points outside the cache
+        return None
+    return folder
+
+
 def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -20,7 +20,8 @@ from belle_hf.errors import BelleError
 from belle_hf.interrupts import resume_hint
 from belle_hf.io import atomic_write_text
 from belle_hf.shipped import shipped_path
-from belle_hf.train.dataset import TokenizedSplits, TruncationReport, drop_fully_masked_rows, tokenize_recipe
+from belle_hf.train.dataset import (TokenizedSplits, TruncationReport, drop_fully_masked_rows, load_prepared,
+                                    recipe_files_key, tokenize_recipe)
 from belle_hf.train.recipe import SECRET_FIELDS, TINY_MODEL, Recipe
 from belle_hf.train.run_folder import (BASE_MODEL_DIR, METRICS_FILE, RECIPE_FILE, STAGING_DIR, RunPlan,
                                        checkpoints, plan_run, start_run)
@@ -248,8 +249,22 @@ def prepare_data(recipe: Recipe, *, max_examples: int | None = None) -> Prepared
     chat_template = resolve_chat_template(tokenizer, recipe.template)
     tokenizer.chat_template = chat_template
     max_length = recipe.training.get("max_length", 1024)
-    splits = tokenize_recipe(recipe, tokenizer, chat_template, max_length, max_examples=max_examples)
+    splits = tokenize_recipe(recipe, tokenizer, chat_template, max_length, max_examples=max_examples,
+                             files_key=recipe_files_key(recipe, model_path) if max_examples is None else None)
     return PreparedData(**vars(splits), model_path=model_path, tokenizer=tokenizer, chat_template=chat_template)
+
+
+def prepared_before(recipe: Recipe) -> TokenizedSplits | None:
+    """The recipe's prepared data when an earlier preparation of the very same files is on record,
+    found without loading the tokenizer (whose import and load are most of a rerun's cost); else
+    ``None``. Only reports use this: training always loads the tokenizer and checks the full key."""
+    from belle_hf.train import prepared
+
+    recipe.check_data_names()
+    recipe.check_training_fields()
+    files_key = recipe_files_key(recipe, resolve_model_path(recipe))
+    folder = prepared.recall(files_key) if files_key else None
+    return load_prepared(folder, None, hit=True) if folder else None
 
 
 def preview(recipe: Recipe, n: int) -> tuple[list[tuple[str, str]], TruncationReport]:
