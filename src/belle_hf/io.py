@@ -131,6 +131,15 @@ def clean_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def clean_stale_temps_in(folder: str | os.PathLike) -> list[Path]:
+    """:func:`clean_stale_temps` for every output of ``folder`` that has leftovers: for a cache
+    folder whose next write may be to another name than the one a killed run was writing."""
+    folder = Path(folder)
+    names = {temp.name[1:].rsplit(".", 2)[0] for pattern in (".*.tmp", ".*.old") for temp in folder.glob(pattern)
+             if temp.name.count(".") >= 3}
+    return [removed for name in sorted(names) for removed in clean_stale_temps(folder / name)]
+
+
 @contextlib.contextmanager
 def _writable(path: Path) -> Iterator[None]:
     """Turn a failure to create, rename or flush ``path``'s files into one line naming it

@@ -124,3 +124,27 @@ def test_bad_row_in_the_middle_names_file_line_and_field(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError, match=r"big.jsonl:23457: field 'conversations\[1\]\.from': unknown speaker"):
         load(path)
+
+
+def test_a_big_file_is_normalized_in_several_processes_with_the_same_rows_and_errors(tmp_path, monkeypatch):
+    """Past ``ROWS_PER_PROCESS`` rows ``load()`` normalizes in as many processes as there are cores
+    (at 1M rows: 1.7x a plain load_dataset instead of 2.2x on 2 cores). Here the threshold is
+    lowered so that 3,000 rows take that path."""
+    import json
+
+    from belle_hf.cores import available_cores
+    from belle_hf.data import loading
+
+    if available_cores() < 2:
+        pytest.skip("one core: load() normalizes in one process")
+    monkeypatch.setattr(loading, "ROWS_PER_PROCESS", 1000)
+    rows = [{"instruction": f"问题 {i}", "input": "", "output": f" 回答 {i} "} for i in range(3000)]
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    several = load(path, cache_dir=str(tmp_path / "several"))
+    assert len(several.cache_files) > 1  # one Arrow file per process
+    assert several.to_list() == load(path, num_proc=1, cache_dir=str(tmp_path / "one")).to_list()
+    rows[2500]["output"] = "  "
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"big.jsonl:2501: field 'output': empty"):
+        load(path, cache_dir=str(tmp_path / "bad"))

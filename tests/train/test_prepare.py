@@ -161,6 +161,11 @@ def test_a_killed_prepare_leaves_no_cache_that_is_later_hit(sig, write_recipe, t
     process.communicate(timeout=120)
     assert process.returncode != 0
     assert prepared_folders(belle_cache) == []  # nothing a later run could take as prepared
+    # The next preparation, even of another recipe, removes what the killed one left.
+    other = write_recipe("other.yaml", data=[{"path": "sample:alpaca", "max_samples": 8}])
+    code, out, err = run_belle("data", "prepare", other)
+    assert code == 0, err
+    assert not list(root.glob(".*.tmp")) and len(prepared_folders(belle_cache)) == 1
     code, out, err = run_belle("data", "prepare", recipe)
     assert code == 0, err
     assert "prepared now" in out and f"train: {len(lines) * (30000 // len(lines) + 1)} conversations" in out

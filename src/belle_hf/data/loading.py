@@ -18,6 +18,9 @@ _RECORD_SUFFIXES = (".json", ".jsonl", ".parquet")
 # Rows per columnar normalization (and per written Arrow batch): large enough that the per-batch
 # Python overhead vanishes, small enough to keep memory flat (tens of MB).
 BATCH_ROWS = 10_000
+ROWS_PER_PROCESS = 250_000
+"""Normalizing runs at ~200k rows/s a process: below this many rows a second process costs more
+than it saves."""
 
 
 def _builder_for(path: str) -> str:
@@ -114,7 +117,8 @@ def load(
             detects it from the first record otherwise. ``"auto"`` detects per record.
         config_name: the config of a Hub-style dataset folder or repository.
         normalize: ``False`` returns the raw records.
-        num_proc: processes for the normalizing ``map`` (non-streaming only).
+        num_proc: processes for the normalizing ``map`` (non-streaming only); default: one per
+            :data:`ROWS_PER_PROCESS` rows, at most the cores (``1``: in this process).
 
     Returns:
         A ``datasets.Dataset`` (or ``IterableDataset``) with columns ``messages``, ``id`` and
@@ -159,8 +163,11 @@ def load(
         raw = _exact_ids(raw, files)
     elif schema is None:
         schema = detect_schema(_present_fields(raw[0]))
+    from belle_hf.cores import processes_for
+
     try:
-        return _normalize_dataset(raw, name_or_path, schema, source_name, num_proc)
+        return _normalize_dataset(raw, name_or_path, schema, source_name,
+                                  processes_for(len(raw), ROWS_PER_PROCESS, requested=num_proc))
     except DataFormatError:
         if files is not None:
             _raise_first_bad_record(files, schema, source_name)

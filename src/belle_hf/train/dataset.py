@@ -141,13 +141,11 @@ def split_eval(dataset, recipe: Recipe):
 def dataset_num_proc(rows: int, requested: int | None = None) -> int | None:
     """Processes that tokenize ``rows`` conversations: ``requested`` (the recipe's
     ``dataset_num_proc``), else the available cores, at most :data:`MAX_DATASET_PROCS` and one per
-    :data:`ROWS_PER_PROCESS` conversations (starting processes costs more than they save on a
-    small dataset). ``None`` means in this process."""
-    if requested is not None:
-        return requested if requested > 1 else None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    procs = min(cores, MAX_DATASET_PROCS, rows // ROWS_PER_PROCESS)
-    return procs if procs > 1 else None
+    :data:`ROWS_PER_PROCESS` conversations (:func:`belle_hf.cores.processes_for`). ``None`` means
+    in this process."""
+    from belle_hf.cores import processes_for
+
+    return processes_for(rows, ROWS_PER_PROCESS, MAX_DATASET_PROCS, requested)
 
 
 def end_of_turn_ids(tokenizer) -> set[int]:
@@ -364,10 +362,13 @@ def tokenize_recipe(recipe: Recipe, tokenizer, chat_template: str, max_length: i
 
     from datasets import DatasetDict
 
-    from belle_hf.io import atomic_dir
+    from belle_hf.io import atomic_dir, clean_stale_temps_in
 
     # Everything, intermediate Arrow files included, is written in a staging folder renamed into
     # place at the end: a kill at any point leaves no folder that a later run could take as prepared.
+    # What a SIGKILLed preparation (of this key or another) left is removed first; a staging folder
+    # still locked by a live preparer is left alone.
+    clean_stale_temps_in(folder.parent)
     with atomic_dir(folder) as staging:
         splits = _tokenize_recipe(recipe, tokenizer, chat_template, max_length, None, work_dir=staging / "work",
                                   fingerprint=key)

@@ -80,7 +80,9 @@ class ExecutorConfig:
     def worker_count(self) -> int:
         if self.workers is not None:
             return self.workers
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from belle_hf.cores import available_cores
+
+        return available_cores()
 
 
 @dataclass
