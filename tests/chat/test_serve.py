@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 
 import pytest
@@ -53,3 +54,25 @@ def test_openai_client_chat_completions_streaming_and_not(adapter_server, tiny_m
     deltas = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
     assert len(deltas) > 1
     assert "".join(deltas) == expected
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stopped_server_exits_nonzero_with_one_line(tiny_model_dir, signum):
+    """Interrupted means a non-zero exit: uvicorn catches the signal and shuts down cleanly, and
+    ``belle serve`` must still exit 130/143 with ``belle``'s one interrupt line."""
+    port = free_port()
+    process = subprocess.Popen(
+        [belle_executable(), "serve", str(tiny_model_dir), "--port", str(port)],
+        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models", process)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signum, stderr
+    assert f"interrupted by {signal.Signals(signum).name}" in stderr
+    assert "Traceback" not in stderr, stderr

@@ -32,4 +32,7 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="belle-serve-") as work_dir:
         folder = prepare_model_folder(model, adapter, work_dir)
         print(f"serving {folder} on http://{host}:{port}/v1 (model id: {folder})", flush=True)
+        # uvicorn (>= 0.29, pinned in the serve extra) catches SIGINT/SIGTERM itself, shuts down
+        # cleanly, then restores belle's handlers and raises the signal again: it reaches us as
+        # belle_hf.interrupts.Interrupted, so ``belle serve`` exits 130/143 like every command.
         Serve(force_model=str(folder), host=host, port=port, device=device, log_level=log_level)
