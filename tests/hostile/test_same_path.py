@@ -88,3 +88,42 @@ def test_the_helper_compares_files_not_spellings(src, tmp_path):
     with pytest.raises(BelleError, match="holds the input"):
         check_output_is_not_input(tmp_path, [src], replaces_folder=True)
     check_output_is_not_input(tmp_path, [src])  # written into, not replaced: fine
+
+
+def _library_calls():
+    """Each data library function that takes inputs and outputs, with the output (or report)
+    given by the test: the Python API refuses it itself, not only the ``belle`` command."""
+    from belle_hf.data.clean import clean_file
+    from belle_hf.data.convert import convert_file
+    from belle_hf.data.dedup import dedup_file
+    from belle_hf.data.mix import mix
+
+    return {
+        "convert_file": lambda src, out, tmp: convert_file(src, out),
+        "clean_file": lambda src, out, tmp: clean_file(src, out),
+        "dedup_file": lambda src, out, tmp: dedup_file(src, out),
+        "clean_file report": lambda src, out, tmp: clean_file(src, tmp / "kept.jsonl", report_path=out),
+        "dedup_file report": lambda src, out, tmp: dedup_file(src, tmp / "kept.jsonl", report_path=out),
+        "mix report": lambda src, out, tmp: mix([src], tmp / "mixed", report_path=out),
+    }
+
+
+@pytest.mark.parametrize("call", list(_library_calls()))
+@pytest.mark.parametrize("spelling", ["same", "dot", "symlink", "hardlink"])
+def test_library_functions_refuse_to_write_over_their_input(src, tmp_path, call, spelling):
+    before = src.read_bytes()
+    output = spellings(src)[spelling]
+    with pytest.raises(BelleError, match="is the input") as caught:
+        _library_calls()[call](src, output, tmp_path)
+    assert "\n" not in str(caught.value)
+    assert src.read_bytes() == before
+    # nothing was written: no kept rows, no mixed folder, no work folder of the pipeline
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl", "hard.jsonl", "link.jsonl"]
+
+
+def test_a_report_over_the_output_is_refused_by_the_library(src, tmp_path):
+    from belle_hf.data.dedup import dedup_file
+
+    with pytest.raises(BelleError, match="is the input"):
+        dedup_file(src, tmp_path / "kept.jsonl", report_path=tmp_path / "." / "kept.jsonl")
+    assert not (tmp_path / "kept.jsonl").exists()

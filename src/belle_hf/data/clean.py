@@ -332,5 +332,6 @@ def clean_file(
         return clean_stages(ReadRecords(plan, schema=schema, keep_bad=True), selected, work) + [
             Stage("finish", [finish])]
 
-    result = run_pipeline("clean", sources, output, {"rules": selected, "schema": schema}, build, executor)
+    result = run_pipeline("clean", sources, output, {"rules": selected, "schema": schema}, build, executor,
+                          report_path=report_path)
     return None if result is None else CleanReport(**result)

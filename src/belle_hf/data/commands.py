@@ -79,13 +79,11 @@ def convert(
     from belle_hf.data.convert import convert_file
     from belle_hf.data.schemas import SCHEMAS
     from belle_hf.errors import BelleError
-    from belle_hf.io import check_output_is_not_input
 
     if schema != "auto" and schema not in SCHEMAS:
         raise BelleError(f"--schema must be one of {SCHEMA_HELP}, not {schema!r}")
     if on_error not in ("raise", "skip"):
         raise BelleError(f"--on-error must be raise or skip, not {on_error!r}")
-    check_output_is_not_input(output, [src])
     report = convert_file(src, output, schema=schema, on_error=on_error)
     typer.echo(report.summary())
     if report.skipped:
@@ -123,15 +121,6 @@ def head(
         typer.echo(json.dumps(record, ensure_ascii=False))
 
 
-def _check_outputs(src: Path, output: Path, report: Optional[Path]) -> None:
-    """Neither output may overwrite the input (or the report the records)."""
-    from belle_hf.io import check_output_is_not_input
-
-    check_output_is_not_input(output, [src])
-    if report is not None:
-        check_output_is_not_input(report, [src, output])
-
-
 @data_app.command("clean")
 @executor_options
 def clean(
@@ -156,7 +145,6 @@ def clean(
         return
     if src is None or output is None:
         raise BelleError("belle data clean needs SRC and -o OUT (or --list-rules)")
-    _check_outputs(src, output, report)
     selected = None if rules is None else [name for name in rules.split(",") if name.strip()]
     _echo(clean_file(src, output, rules=selected, schema=schema, report_path=report,
                      executor=run_on.config()))
@@ -178,7 +166,6 @@ def dedup(
     """Remove exact duplicates, then near duplicates (MinHash-LSH on character n-grams); keep the first."""
     from belle_hf.data.dedup import dedup_file
 
-    _check_outputs(src, output, report)
     config = _dedup_config(threshold, ngram, num_perm, exact_only)
     _echo(dedup_file(src, output, config=config, schema=schema, report_path=report,
                      executor=run_on.config()))

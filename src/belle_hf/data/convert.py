@@ -10,6 +10,7 @@ from typing import Literal
 from belle_hf.data.files import RecordWriter, iter_records
 from belle_hf.data.schemas import get_normalizer
 from belle_hf.errors import DataFormatError
+from belle_hf.io import check_output_is_not_input
 
 OnError = Literal["raise", "skip"]
 
@@ -49,7 +50,9 @@ def convert_file(
     ``"skip"`` bad records are left out and counted in the report.
 
     ``source_name`` fills ``source`` in records that carry none (default: the file's stem).
+    An ``output`` that is ``source`` (however it is spelled or linked) raises :class:`~belle_hf.errors.BelleError`.
     """
+    check_output_is_not_input(output, [source])
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     normalizer = get_normalizer(schema)

@@ -219,7 +219,7 @@ def dedup_file(
                          config=asdict(config), report_path=None if report_path is None else str(report_path))
         return dedup_stages(ReadRecords(plan, schema=schema), tasks, config, work) + [Stage("finish", [finish])]
 
-    result = run_pipeline("dedup", sources, output, settings, build, executor)
+    result = run_pipeline("dedup", sources, output, settings, build, executor, report_path=report_path)
     if result is None:
         return None
     result["examples"] = result.get("examples", [])

@@ -108,7 +108,7 @@ def mix(
                 + [Stage("finish", [finish])])
 
     settings = {"rules": selected, "config": asdict(config), "schema": schema}
-    result = run_pipeline("mix", expanded, output, settings, build, executor)
+    result = run_pipeline("mix", expanded, output, settings, build, executor, report_path=report_path)
     if result is None:
         return None
     return MixReport(output=str(output), clean=CleanReport(**result["clean"]), dedup=DedupReport(**result["dedup"]),

@@ -242,11 +242,13 @@ def source_identity(sources: list[str]) -> list:
 
 
 def run_pipeline(kind: str, sources: list[str], output: str | os.PathLike | None, settings: dict,
-                 build_stages, executor: ExecutorConfig | None = None, tasks: int | None = None) -> dict | None:
+                 build_stages, executor: ExecutorConfig | None = None, tasks: int | None = None,
+                 report_path: str | os.PathLike | None = None) -> dict | None:
     """Plan ``sources`` into tasks, run the stages ``build_stages(work, plan, tasks)`` returns, and
     return the finishing stage's result (``None`` when the stages were submitted to Slurm).
 
-    ``tasks`` forces the task count (a ``limit`` needs one task).
+    ``tasks`` forces the task count (a ``limit`` needs one task). ``report_path`` (the JSON report
+    the finishing stage writes) is only checked here: it may be neither an input nor ``output``.
     """
     from belle_hf.data.pipeline.inputs import default_tasks, plan_inputs
 
@@ -254,6 +256,8 @@ def run_pipeline(kind: str, sources: list[str], output: str | os.PathLike | None
     if output is not None:
         # replaces_folder: mix swaps its output folder whole, so no input may live inside it
         check_output_is_not_input(output, sources, replaces_folder=True)
+    if report_path is not None:
+        check_output_is_not_input(report_path, [*sources, output])
     tasks = tasks or executor.tasks or default_tasks(sources)
     identity = {"kind": kind, "sources": source_identity(sources), "tasks": tasks,
                 "output": None if output is None else str(Path(output).expanduser().resolve()), **settings}
