@@ -124,6 +124,26 @@ def resolve_adapter(model: str | os.PathLike, adapter: str | os.PathLike | None 
     return str(model), None if adapter is None else str(adapter)
 
 
+def load_tokenizer(tokenizer, trust_remote_code: bool = False):
+    """A tokenizer from a model folder or Hub id (a tokenizer object passes through unchanged).
+
+    A loaded tokenizer without a pad token pads with its end-of-sequence token, as training
+    batches need. A folder or id that cannot be loaded is a one-line :class:`BelleError` naming it
+    (transformers' own message spans several lines; its first says what is missing)."""
+    if not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    try:
+        loaded = AutoTokenizer.from_pretrained(str(tokenizer), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:  # ValueError: a folder without tokenizer files
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise BelleError(f"cannot load the tokenizer of {str(tokenizer)!r}: {reason}") from None
+    if loaded.pad_token is None:
+        loaded.pad_token = loaded.eos_token
+    return loaded
+
+
 def load_chat_tokenizer(model: str | os.PathLike, adapter: str | os.PathLike | None = None):
     """The tokenizer of the adapter folder if it saved one (training may add a template), else the
     model's; BELLE's chat template is set when it has none."""

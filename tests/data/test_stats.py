@@ -86,3 +86,15 @@ def test_stats_of_a_published_folder(key, tmp_path):
     from_file = dataset_stats(sample_data_path(key))
     assert (from_folder.rows, from_folder.turns, from_folder.characters) == (
         from_file.rows, from_file.turns, from_file.characters)
+
+
+def test_a_tokenizer_that_cannot_be_loaded_is_one_line_naming_it(tmp_path):
+    """Stats load their tokenizer through belle_hf.models.load_tokenizer, like training: a folder
+    without a tokenizer is a one-line BelleError naming it, not transformers' multi-line OSError."""
+    from belle_hf.errors import BelleError
+
+    empty = tmp_path / "no-tokenizer"
+    empty.mkdir()
+    with pytest.raises(BelleError, match="cannot load the tokenizer of") as caught:
+        dataset_stats(sample_data_path("messages"), tokenizer=empty)
+    assert str(empty) in str(caught.value) and "\n" not in str(caught.value)

@@ -56,15 +56,6 @@ class DatasetStats:
         return rows
 
 
-def load_tokenizer(tokenizer):
-    """A tokenizer object from a path or Hub id (objects and ``None`` pass through)."""
-    if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)):
-        return tokenizer
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(tokenizer))
-
-
 def texts_for_tokenizer(tokenizer, batch: list[list[dict]]) -> list[str]:
     """The texts a trainer sees: the chat template applied when the tokenizer has one."""
     if getattr(tokenizer, "chat_template", None):

@@ -19,6 +19,7 @@ from typing import Any
 from belle_hf.errors import BelleError
 from belle_hf.interrupts import resume_hint
 from belle_hf.io import atomic_write_text
+from belle_hf.models import load_tokenizer
 from belle_hf.shipped import shipped_path
 from belle_hf.train.dataset import (TokenizedSplits, TruncationReport, drop_fully_masked_rows, load_prepared,
                                     recipe_files_key, tokenize_recipe)
@@ -135,18 +136,6 @@ def _wait_for(path: Path, timeout: float = 120) -> None:
         if time.monotonic() > deadline:
             raise BelleError(f"timed out waiting for {path} from the main process")
         time.sleep(0.2)
-
-
-def load_tokenizer(model_path: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    except OSError as error:
-        raise BelleError(f"cannot load the tokenizer of {model_path!r}: {error}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def lora_target_modules(recipe: Recipe, model_type: str | None) -> list[str] | str:

@@ -182,9 +182,10 @@ class CollectStats(PipelineStep):
         self.batch_size = batch_size
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from belle_hf.data.stats import load_tokenizer, texts_for_tokenizer
+        from belle_hf.data.stats import texts_for_tokenizer
+        from belle_hf.models import load_tokenizer
 
-        tok = load_tokenizer(self.tokenizer)
+        tok = None if self.tokenizer is None else load_tokenizer(self.tokenizer)
         turns, by_role = Counter(), Counter()
         lengths: list[np.ndarray] = []
         batch: list[list[dict]] = []
