@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from belle_hf.errors import BelleError
@@ -17,7 +19,7 @@ def test_one_loader_pads_with_eos_and_passes_objects_through(tiny_model_dir, tmp
     # No second copy: training and the stats step use this function.
     assert trainer.load_tokenizer is load_tokenizer
     assert "load_tokenizer" not in vars(__import__("belle_hf.data.stats", fromlist=["x"]))
-    assert "from belle_hf.models import load_tokenizer" in open(steps.__file__, encoding="utf-8").read()
+    assert "from belle_hf.models import load_tokenizer" in Path(steps.__file__).read_text(encoding="utf-8")
 
     no_pad = AutoTokenizer.from_pretrained(tiny_model_dir)
     no_pad.pad_token = None
