@@ -119,6 +119,7 @@ LOOKING_INSIDE = {
                            "{% for m in messages %}{{ m.content | trim }}{% endfor %}"),
     "dict method": "{% for m in messages %}{{ m.copy().content | trim }}{% endfor %}",
     "dict method by item": "{% for m in messages %}{{ m['copy']().content | trim }}{% endfor %}",
+    "get kept for later": "{% for m in messages %}{% set g = m.get %}{{ g('content') | trim }}{% endfor %}",
     "selectattr by content": ("{% if messages | selectattr('content', 'equalto', 'hi') | list %}!{% endif %}"
                               "{% for m in messages %}{{ m.content }}{% endfor %}"),
     "selectattr by a character": "{{ messages | selectattr('content.0', 'equalto', '<') | list | length }}",

@@ -36,9 +36,9 @@ CLEAN, TEXT, MESSAGE, MESSAGES, NAMESPACE = "clean", "text", "message", "message
 pasted verbatim; one message; a list of messages; a ``namespace()``."""
 LOOP_FIELDS = frozenset({"index", "index0", "revindex", "revindex0", "first", "last", "length", "depth", "depth0"})
 """The ``loop`` attributes that are counters (``previtem``/``nextitem`` are messages)."""
-DICT_ATTRIBUTES = frozenset(name for name in dir(dict) if name != "get")
+DICT_ATTRIBUTES = frozenset(dir(dict))
 """A message is a dict: ``m.copy``, ``m.items``... are its methods, and Jinja's ``m['copy']`` falls
-back to them too; none of them may be read."""
+back to them too; none of them may be read (``m.get('field')`` called at once is read as the field)."""
 
 TYPE_TESTS = frozenset({"defined", "undefined", "none", "string", "mapping", "sequence", "iterable",
                         "true", "false", "number", "integer", "float", "boolean", "callable"})
