@@ -131,6 +131,7 @@ def test_a_big_file_is_normalized_in_several_processes_with_the_same_rows_and_er
     (at 1M rows: 1.7x a plain load_dataset instead of 2.2x on 2 cores). Here the threshold is
     lowered so that 3,000 rows take that path."""
     import json
+    import subprocess
 
     from belle_hf.cores import available_cores
     from belle_hf.data import loading
@@ -141,8 +142,13 @@ def test_a_big_file_is_normalized_in_several_processes_with_the_same_rows_and_er
     rows = [{"instruction": f"问题 {i}", "input": "", "output": f" 回答 {i} "} for i in range(3000)]
     path = tmp_path / "big.jsonl"
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
     several = load(path, cache_dir=str(tmp_path / "several"))
     assert len(several.cache_files) > 1  # one Arrow file per process
+    # datasets turns the tokenizer's threads off for its workers; in this process they stay on
+    # (the real environment, as the Rust tokenizer and a child process see it).
+    assert subprocess.run(["sh", "-c", "echo ${TOKENIZERS_PARALLELISM-unset}"], capture_output=True,
+                          text=True).stdout.strip() == "unset"
     assert several.to_list() == load(path, num_proc=1, cache_dir=str(tmp_path / "one")).to_list()
     rows[2500]["output"] = "  "
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")

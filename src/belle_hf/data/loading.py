@@ -163,11 +163,12 @@ def load(
         raw = _exact_ids(raw, files)
     elif schema is None:
         schema = detect_schema(_present_fields(raw[0]))
-    from belle_hf.cores import processes_for
+    from belle_hf.cores import keep_tokenizer_threads, processes_for
 
     try:
-        return _normalize_dataset(raw, name_or_path, schema, source_name,
-                                  processes_for(len(raw), ROWS_PER_PROCESS, requested=num_proc))
+        with keep_tokenizer_threads():
+            return _normalize_dataset(raw, name_or_path, schema, source_name,
+                                      processes_for(len(raw), ROWS_PER_PROCESS, requested=num_proc))
     except DataFormatError:
         if files is not None:
             _raise_first_bad_record(files, schema, source_name)

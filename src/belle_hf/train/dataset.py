@@ -217,10 +217,13 @@ def tokenize_dataset(dataset, tokenizer, chat_template: str, max_length: int | N
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
     logger.info("tokenizing %d %s conversations%s", len(dataset), name, f" in {num_proc} processes" if num_proc else "")
-    dataset = dataset.with_format("arrow").map(
-        tokenize, batched=True, with_indices=True, num_proc=num_proc, cache_file_name=cache_file("tokenized"),
-        desc=f"Tokenizing {name} conversations",
-        new_fingerprint=f"{fingerprint}-{name}-tokenized" if fingerprint else None).with_format(None)
+    from belle_hf.cores import keep_tokenizer_threads
+
+    with keep_tokenizer_threads():
+        dataset = dataset.with_format("arrow").map(
+            tokenize, batched=True, with_indices=True, num_proc=num_proc, cache_file_name=cache_file("tokenized"),
+            desc=f"Tokenizing {name} conversations",
+            new_fingerprint=f"{fingerprint}-{name}-tokenized" if fingerprint else None).with_format(None)
     # Read the per-row counts as numpy columns: never materialize millions of token lists in Python.
     counts = dataset.select_columns(["num_tokens", "num_trained", "first_trained", "last_trained"])
     counts = counts.with_format("numpy")[:]
