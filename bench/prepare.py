@@ -13,7 +13,8 @@ candidate is the rerun), which also gives its peak RSS. In one run:
   the *limit*: the same tokenizer called on batches of 1,000 already rendered conversations
   (``tokenize_ratio`` = ours on one process / limit, goal >= 0.7; ``tokenize_ratio_backend``: the
   same against the tokenizer's Rust backend called directly, a stricter limit; ``proc_scaling`` =
-  rate with 2 processes / 1);
+  rate with 2 processes / 1; ``proc_scaling_one_thread``: the same on rows/4 with one tokenizer
+  thread per process, since one process already runs the Rust tokenizer on every core);
 * the rerun of the same recipe (cache hit): ``rerun_share`` = ``belle data prepare RECIPE`` run as a
   command, interpreter start included, / the first ``prepare_data`` (goal < 0.05);
   ``rerun_train_share``: the same for ``prepare_data`` in process, what ``belle train`` pays before
@@ -106,12 +107,12 @@ def _limit(task: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- parent side
-def measure(task: dict, work: Path, belle_cache: Path | None = None) -> dict:
+def measure(task: dict, work: Path, belle_cache: Path | None = None, **extra_env: str) -> dict:
     """Run ``task`` in a fresh Python with an empty ``datasets`` cache; its figures and peak RSS (MiB)."""
     import belle_hf
 
     hf_cache = Path(tempfile.mkdtemp(prefix="hf-", dir=work))
-    env = {**os.environ, "HF_DATASETS_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, **extra_env, "HF_DATASETS_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "BELLE_CACHE": str(belle_cache or work / "belle-cache"),
            "PYTHONPATH": os.pathsep.join([str(Path(belle_hf.__file__).parents[1]), str(BENCH),
                                           os.environ.get("PYTHONPATH", "")])}
@@ -198,6 +199,11 @@ def run(argv: list[str]) -> dict:
         rerun = measure({"kind": "prepare", "recipe": recipe(source, 1)}, work, work / "belle-cache-1")
         rerun_cli = _cli_rerun(recipe(source, 1), work, work / "belle-cache-1")
         small = measure({"kind": "prepare", "recipe": recipe(quarter, 1)}, work, work / "belle-cache-quarter")
+        # One tokenizer thread per process: what dataset_num_proc itself adds, the Rust threads aside.
+        single = {procs: measure({"kind": "prepare", "recipe": recipe(quarter, procs)}, work,
+                                 work / f"belle-cache-single-{procs}", TOKENIZERS_PARALLELISM="false")
+                  for procs in (1, 2)}
+        single_rates = {procs: run["rows"] / run["tokenize_seconds"] for procs, run in single.items()}
         plain_quarter = measure({"kind": "plain", "path": str(quarter)}, work)
         if "plain_full" not in locals():
             plain_full = measure({"kind": "plain", "path": str(source)}, work)
@@ -207,6 +213,8 @@ def run(argv: list[str]) -> dict:
             print(f"belle data prepare, dataset_num_proc={procs}: {run['seconds']:.1f}s for {run['rows']} rows, "
                   f"{run['tokens']} tokens; tokenizing {run['tokenize_seconds']:.1f}s = {rates[procs]:.0f} rows/s; "
                   f"peak RSS {run['rss_mib']:.0f} MiB", flush=True)
+        print(f"one tokenizer thread per process, {single[1]['rows']} rows: {single_rates[1]:.0f} rows/s in 1 process, "
+              f"{single_rates[2]:.0f} rows/s in 2", flush=True)
         print(f"tokenizer limit (batches of 1000 rendered conversations): {limit_rate:.0f} rows/s; its Rust backend "
               f"called directly: {backend_rate:.0f} rows/s", flush=True)
         print(f"rerun (cache hit): {rerun['seconds']:.2f}s in prepare_data; `belle data prepare` as a command, "
@@ -220,6 +228,7 @@ def run(argv: list[str]) -> dict:
             "tokenize_ratio": rates[1] / limit_rate,
             "tokenize_ratio_backend": rates[1] / backend_rate,
             "proc_scaling": rates[2] / rates[1],
+            "proc_scaling_one_thread": single_rates[2] / single_rates[1],
             "rerun_share": rerun_cli / runs[1]["seconds"],
             "rerun_train_share": rerun["seconds"] / runs[1]["seconds"],
             "max_load_ratio": max(result.values()),
