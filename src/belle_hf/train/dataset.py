@@ -300,19 +300,21 @@ def _preparation_inputs(recipe: Recipe) -> dict[str, Any] | None:
     }
 
 
-def recipe_cache_key(recipe: Recipe, tokenizer, chat_template: str, max_length: int | None) -> str | None:
+def recipe_cache_key(recipe: Recipe, tokenizer, chat_template: str, max_length: int | None,
+                     inputs: dict[str, Any] | None = None) -> str | None:
     """The key of the recipe's prepared data (:mod:`belle_hf.train.prepared`); ``None`` when a source
-    cannot be fingerprinted (a Hub dataset while offline)."""
+    cannot be fingerprinted (a Hub dataset while offline). ``inputs``: the recipe's
+    :func:`_preparation_inputs` when the caller has them (each Hub source costs a request)."""
     from belle_hf.train import prepared
 
-    inputs = _preparation_inputs(recipe)
+    inputs = inputs or _preparation_inputs(recipe)
     if inputs is None:
         return None
     return prepared.prepared_key({**inputs, "max_length": max_length, "chat_template": chat_template,
                                   "tokenizer": prepared.tokenizer_fingerprint(tokenizer)})
 
 
-def recipe_files_key(recipe: Recipe, model_path: str) -> str | None:
+def recipe_files_key(recipe: Recipe, model_path: str, inputs: dict[str, Any] | None = None) -> str | None:
     """A key of the recipe computed from files alone, without loading the tokenizer: the
     preparation inputs, every file of the model folder but its weights (the tokenizer and its chat
     template are made from those), the recipe's ``template`` (and that file's content) and the
@@ -324,7 +326,7 @@ def recipe_files_key(recipe: Recipe, model_path: str) -> str | None:
     from belle_hf.train import prepared
 
     model = Path(model_path).expanduser()
-    inputs = _preparation_inputs(recipe) if model.is_dir() else None
+    inputs = (inputs or _preparation_inputs(recipe)) if model.is_dir() else None
     if inputs is None:
         return None
     template = Path(recipe.template).expanduser()
@@ -340,14 +342,18 @@ def recipe_files_key(recipe: Recipe, model_path: str) -> str | None:
 
 def tokenize_recipe(recipe: Recipe, tokenizer, chat_template: str, max_length: int | None, *,
                     max_examples: int | None = None, cache: bool = True,
-                    files_key: str | None = None) -> TokenizedSplits:
+                    model_path: str | None = None) -> TokenizedSplits:
     """The recipe's data loaded, mixed, split and tokenized once: from the prepared cache when it
     holds this recipe's key, else prepared (by the main process only, the other ranks wait) and
     saved there atomically. ``max_examples`` (a preview) reads the cache but never writes it.
-    ``files_key`` (:func:`recipe_files_key`) is remembered for the prepared folder."""
+    The key from files alone (:func:`recipe_files_key` of ``model_path``) is remembered for the
+    prepared folder."""
     from belle_hf.train import prepared
 
-    key = recipe_cache_key(recipe, tokenizer, chat_template, max_length) if cache else None
+    inputs = _preparation_inputs(recipe) if cache else None  # once: a Hub source costs a request
+    key = recipe_cache_key(recipe, tokenizer, chat_template, max_length, inputs) if inputs else None
+    files_key = (recipe_files_key(recipe, model_path, inputs)
+                 if key is not None and model_path is not None and max_examples is None else None)
     if key is None:
         return _tokenize_recipe(recipe, tokenizer, chat_template, max_length, max_examples)
     folder = prepared.prepared_root() / key
@@ -355,7 +361,7 @@ def tokenize_recipe(recipe: Recipe, tokenizer, chat_template: str, max_length: i
         _wait_for_main_process(folder)
     if prepared.is_complete(folder):
         logger.info("using the prepared data in %s (tokenized before, nothing to tokenize)", folder)
-        if files_key is not None and max_examples is None:
+        if files_key is not None:
             prepared.remember(files_key, key)
         return load_prepared(folder, max_examples, hit=True)
     if max_examples is not None:

@@ -239,7 +239,7 @@ def prepare_data(recipe: Recipe, *, max_examples: int | None = None) -> Prepared
     tokenizer.chat_template = chat_template
     max_length = recipe.training.get("max_length", 1024)
     splits = tokenize_recipe(recipe, tokenizer, chat_template, max_length, max_examples=max_examples,
-                             files_key=recipe_files_key(recipe, model_path) if max_examples is None else None)
+                             model_path=model_path)
     return PreparedData(**vars(splits), model_path=model_path, tokenizer=tokenizer, chat_template=chat_template)
 
 
