@@ -21,11 +21,25 @@ from belle_hf.interrupts import resume_hint
 from belle_hf.io import atomic_write_text
 from belle_hf.models import load_tokenizer
 from belle_hf.shipped import shipped_path
-from belle_hf.train.dataset import (TokenizedSplits, TruncationReport, drop_fully_masked_rows, load_prepared,
-                                    recipe_files_key, tokenize_recipe)
+from belle_hf.train.dataset import (
+    TokenizedSplits,
+    TruncationReport,
+    drop_fully_masked_rows,
+    load_prepared,
+    recipe_files_key,
+    tokenize_recipe,
+)
 from belle_hf.train.recipe import SECRET_FIELDS, TINY_MODEL, Recipe
-from belle_hf.train.run_folder import (BASE_MODEL_DIR, METRICS_FILE, RECIPE_FILE, STAGING_DIR, RunPlan,
-                                       checkpoints, plan_run, start_run)
+from belle_hf.train.run_folder import (
+    BASE_MODEL_DIR,
+    METRICS_FILE,
+    RECIPE_FILE,
+    STAGING_DIR,
+    RunPlan,
+    checkpoints,
+    plan_run,
+    start_run,
+)
 
 logger = logging.getLogger(__name__)
 
