@@ -49,7 +49,7 @@ def belle_train(output_dir: Path, epochs: int | None, threads: int | None) -> tu
 
 
 def run(argv: list[str]) -> dict:
-    from belle_hf.train.threads import usable_cores
+    from belle_hf.cores import usable_cores
 
     cores = len(usable_cores())
     parser = argparse.ArgumentParser(prog="bench/run.py quickstart")

@@ -11,9 +11,17 @@ import os
 from collections.abc import Iterator
 
 
-def available_cores() -> int:
+def usable_cores() -> list[int]:
     """The CPUs this process may run on (its affinity, which containers and ``taskset`` narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return list(range(os.cpu_count() or 1))
+
+
+def available_cores() -> int:
+    """How many CPUs this process may run on."""
+    return len(usable_cores())
 
 
 def processes_for(rows: int, rows_per_process: int, cap: int = 8, requested: int | None = None) -> int | None:

@@ -17,17 +17,11 @@ from __future__ import annotations
 import logging
 import os
 
+from belle_hf.cores import usable_cores
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_SECONDS = 0.25
-
-
-def usable_cores() -> list[int]:
-    """The CPUs this process may run on."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return list(range(os.cpu_count() or 1))
 
 
 def idle_cores(cores: list[int], seconds: float = SAMPLE_SECONDS) -> float:
